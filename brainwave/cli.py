@@ -1,0 +1,221 @@
+"""`brainwave` command line: package, serve, score, models (and the registry commands)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ banner out of people's terminals
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from brainwave.errors import BrainwaveError  # noqa: E402
+
+console = Console(stderr=True)
+out = Console()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    import grpc
+
+    try:
+        return args.func(args) or 0
+    except BrainwaveError as exc:
+        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        return 1
+    except grpc.RpcError as exc:
+        console.print(f"[bold red]error:[/] the server answered {exc.code().name}: {exc.details()}", soft_wrap=True)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="brainwave", description="Open Brainwave-style real-time inference service.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    package = sub.add_parser("package", help="validate a service_def.json and its files and write model.zip")
+    package.add_argument("service_def", type=Path, help="service_def.json; the files it names are looked up beside it")
+    package.add_argument("--out", type=Path, default=Path("model.zip"))
+    package.set_defaults(func=cmd_package)
+
+    serve = sub.add_parser("serve", help="serve a model.zip over TF Serving-compatible gRPC")
+    serve.add_argument("model_zip", type=Path)
+    serve.add_argument("--port", type=int, default=50051)
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--name", help="model name clients ask for (default: the zip's folder or file name)")
+    serve.add_argument("--version", type=int, default=1, help="version number to serve the model as")
+    serve.add_argument("--backend", default=None, help="featurizer backend: float, emulator or fpga (default: emulator if available)")
+    serve.add_argument("--precision", default=None, help="NPU precision for emulator/fpga backends (e.g. bfp16, bfp12)")
+    serve.add_argument("--max-message-mb", type=int, default=64, help="largest gRPC message accepted or sent")
+    serve.add_argument("--max-image-pixels", type=int, default=40_000_000)
+    serve.add_argument("--workers", type=int, default=16, help="gRPC worker threads")
+    serve.add_argument("--metrics-port", type=int, default=None, help="expose Prometheus metrics on this port")
+    serve.set_defaults(func=cmd_serve)
+
+    score = sub.add_parser("score", help="score images against a running server and print the top classes")
+    score.add_argument("images", nargs="+", type=Path)
+    score.add_argument("--address", default="localhost:50051", help="HOST:PORT of the server")
+    score.add_argument("--model", default="", help="model name (default: the server's only model)")
+    score.add_argument("--model-version", type=int, default=None)
+    score.add_argument("--labels", type=Path, help="text file with one class name per line")
+    score.add_argument("--top", type=int, default=5)
+    score.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    score.add_argument("--key", default=os.environ.get("BRAINWAVE_KEY"), help="access key (or BRAINWAVE_KEY)")
+    score.add_argument("--ssl", action="store_true", help="use TLS")
+    score.add_argument("--ca", type=Path, help="CA certificate to trust for TLS")
+    score.set_defaults(func=cmd_score)
+
+    models = sub.add_parser("models", help="list the featurizer catalog (and registered models)")
+    models.set_defaults(func=cmd_models)
+    models_sub = models.add_subparsers(metavar="ACTION")
+    _add_registry_commands(sub, models_sub)
+    return parser
+
+
+def _add_registry_commands(sub, models_sub) -> None:
+    try:
+        from brainwave.registry import cli as registry_cli
+    except ImportError:
+        return
+    registry_cli.add_register_parser(sub)
+    registry_cli.add_models_subcommands(models_sub)
+
+
+# --- commands ------------------------------------------------------------------------------------
+def cmd_package(args) -> int:
+    from brainwave.pipeline.definition import BrainwaveStage, ServiceDefinition, TensorflowStage
+
+    try:
+        data = json.loads(args.service_def.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BrainwaveError(f"cannot read {args.service_def}: {exc}") from None
+    definition = ServiceDefinition.from_json(data)
+    base = args.service_def.parent
+    for stage in definition.pipeline:
+        if isinstance(stage, TensorflowStage):
+            stage.source = base / stage.model_path
+        elif isinstance(stage, BrainwaveStage) and stage.weights_path:
+            stage.weights_source = base / stage.weights_path
+    path = definition.save(args.out)
+    out.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {len(definition.pipeline)} stages)")
+    return 0
+
+
+def default_backend() -> str:
+    try:
+        import brainwave.npu.backend  # noqa: F401
+        return "emulator"
+    except ImportError:
+        return "float"
+
+
+def default_model_name(model_zip: Path) -> str:
+    return model_zip.resolve().parent.name if model_zip.stem == "model" else model_zip.stem
+
+
+def cmd_serve(args) -> int:
+    from brainwave.pipeline import Pipeline
+    from brainwave.serving.servables import ServableManager
+    from brainwave.serving.server import ModelServer, ServerConfig
+
+    backend = args.backend or default_backend()
+    options = {"precision": args.precision} if args.precision else {}
+    name = args.name or default_model_name(args.model_zip)
+    with console.status(f"Loading {args.model_zip} on the {backend} backend (building graphs, warming up)..."):
+        pipeline = Pipeline.load(args.model_zip, backend=backend, backend_options=options,
+                                 max_image_pixels=args.max_image_pixels)
+    _print_stages(name, args.version, pipeline, backend)
+    manager = ServableManager()
+    manager.add(name, args.version, pipeline)
+    server = ModelServer(manager, ServerConfig(host=args.host, port=args.port, max_message_bytes=args.max_message_mb << 20,
+                                               workers=args.workers, metrics_port=args.metrics_port))
+    port = server.start()
+    console.print(f"[green]Serving[/] model [bold]{name}[/] version {args.version} on {args.host}:{port} "
+                  f"(gRPC Predict, health, reflection). Ctrl-C to stop.")
+    stopping = threading.Event()
+
+    def _stop(signum, frame):
+        if not stopping.is_set():
+            stopping.set()
+            console.print(f"received {signal.Signals(signum).name}, finishing in-flight requests...")
+            threading.Thread(target=server.stop, args=(5.0,), daemon=True).start()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    server.wait()
+    manager.close()
+    console.print("stopped")
+    return 0
+
+
+def _print_stages(name: str, version: int, pipeline, backend: str) -> None:
+    table = Table(title=f"{name} v{version}")
+    table.add_column("#")
+    table.add_column("stage")
+    for index, label in enumerate(pipeline.stage_labels):
+        table.add_row(str(index), label)
+    console.print(table)
+
+
+def cmd_score(args) -> int:
+    import numpy as np
+
+    from brainwave.client import PredictionClient
+
+    labels = args.labels.read_text().splitlines() if args.labels else None
+    ca = args.ca.read_bytes() if args.ca else None
+    results = []
+    with PredictionClient(args.address, use_ssl=args.ssl, access_token=args.key, model_name=args.model,
+                          model_version=args.model_version, root_certificates=ca) as client:
+        for image in args.images:
+            scores = np.asarray(client.score_image(image)).reshape(-1)
+            top = np.argsort(-scores, kind="stable")[: args.top]
+            spec = client.last_model_spec
+            results.append({
+                "image": str(image), "model": spec.name, "version": spec.version.value,
+                "top": [{"index": int(i), "label": labels[i] if labels and i < len(labels) else None,
+                         "score": float(scores[i])} for i in top],
+            })
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for result in results:
+        table = Table(title=f"{Path(result['image']).name}  ({result['model']} v{result['version']})")
+        table.add_column("rank", justify="right")
+        table.add_column("class", justify="right")
+        table.add_column("label")
+        table.add_column("score", justify="right")
+        for rank, entry in enumerate(result["top"], 1):
+            table.add_row(str(rank), str(entry["index"]), entry["label"] or "", f"{entry['score']:.4f}")
+        out.print(table)
+    return 0
+
+
+def cmd_models(args) -> int:
+    from brainwave.models import catalog_entries
+
+    table = Table(title="Featurizer catalog (type: brainwave stages)")
+    for column in ("model_ref", "versions", "input", "output", "weights", "description"):
+        table.add_column(column)
+    for spec in catalog_entries():
+        table.add_row(spec.model_ref, ", ".join(spec.versions), "x".join(map(str, spec.input_shape)),
+                      str(list(spec.output_dims)), spec.weights_note, spec.description)
+    out.print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""PredictionClient: score images and arrays against a brainwave (or any TF Serving) gRPC endpoint.
+
+    with PredictionClient("localhost:50051") as client:
+        probabilities = client.score_image("cat.jpg")
+
+Results are numpy arrays; for a single image the batch dimension is stripped. Only UNAVAILABLE is
+retried (with exponential backoff): every other status means the request itself was wrong or failed.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import grpc
+import numpy as np
+
+from brainwave.serving.protocol import MODEL_SERVICE, PREDICTION_SERVICE, SIGNATURE_DEF_MAP_URL, api, method_path
+from brainwave.serving.tensors import numpy_to_tensor, tensor_to_numpy
+
+DEFAULT_PORT = 50051
+DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
+
+
+class PredictionClient:
+    def __init__(self, address: str, port: int | None = None, use_ssl: bool = False, access_token: str | None = None,
+                 service_name: str | None = None, *, model_name: str = "", model_version: int | None = None,
+                 root_certificates: bytes | None = None, timeout: float = 30.0, max_retries: int = 3,
+                 retry_backoff: float = 0.2, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        target = address if port is None and ":" in address.rsplit("]", 1)[-1] else f"{address}:{port or DEFAULT_PORT}"
+        options = [("grpc.max_receive_message_length", max_message_bytes),
+                   ("grpc.max_send_message_length", max_message_bytes)]
+        if use_ssl:
+            self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates), options)
+        else:
+            self._channel = grpc.insecure_channel(target, options)
+        self.target = target
+        self.model_name = model_name
+        self.model_version = model_version
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.retry_backoff = retry_backoff
+        self._metadata: list[tuple[str, str]] = []
+        if access_token:
+            self._metadata.append(("authorization", f"Bearer {access_token}"))
+        if service_name:  # route header understood by Azure ML gateways
+            self._metadata.append(("x-ms-aml-grpc-service-route", f"/api/v1/service/{service_name}"))
+        a = api()
+        self._predict = self._channel.unary_unary(method_path(PREDICTION_SERVICE, "Predict"),
+                                                  request_serializer=a.PredictRequest.SerializeToString,
+                                                  response_deserializer=a.PredictResponse.FromString)
+        self._metadata_call = self._channel.unary_unary(method_path(PREDICTION_SERVICE, "GetModelMetadata"),
+                                                        request_serializer=a.GetModelMetadataRequest.SerializeToString,
+                                                        response_deserializer=a.GetModelMetadataResponse.FromString)
+        self._status_call = self._channel.unary_unary(method_path(MODEL_SERVICE, "GetModelStatus"),
+                                                      request_serializer=a.GetModelStatusRequest.SerializeToString,
+                                                      response_deserializer=a.GetModelStatusResponse.FromString)
+
+    # --- scoring ---------------------------------------------------------------------------------
+    def score_image(self, image: str | Path | bytes, input_name: str = "images", outputs: Iterable[str] | None = None):
+        """Score one encoded image (a path or its bytes)."""
+        data = image if isinstance(image, (bytes, bytearray)) else Path(image).read_bytes()
+        return self._strip(self.score_tensors({input_name: np.array([bytes(data)], dtype=object)}, outputs))
+
+    def score_file(self, path: str | Path, input_name: str = "images", outputs: Iterable[str] | None = None):
+        return self.score_image(Path(path), input_name, outputs)
+
+    def score_images(self, images: Iterable[str | Path | bytes], input_name: str = "images", outputs=None):
+        """Score several images in one request (the server runs them one by one, batch size 1)."""
+        blobs = [i if isinstance(i, (bytes, bytearray)) else Path(i).read_bytes() for i in images]
+        return self.score_tensors({input_name: np.array([bytes(b) for b in blobs], dtype=object)}, outputs)
+
+    def score_numpy_array(self, array: np.ndarray, input_name: str = "images", outputs=None):
+        """Score one array (without a batch dimension)."""
+        return self._strip(self.score_tensors({input_name: np.asarray(array)[np.newaxis]}, outputs))
+
+    def score_numpy_arrays(self, arrays: Iterable[np.ndarray] | np.ndarray, input_name: str = "images", outputs=None):
+        """Score a batch: a sequence of same-shaped arrays, or one array whose first axis is the batch."""
+        batch = np.stack(list(arrays)) if not isinstance(arrays, np.ndarray) else arrays
+        return self.score_tensors({input_name: batch}, outputs)
+
+    def score_tensors(self, inputs: Mapping[str, object], outputs: Iterable[str] | None = None):
+        """Send named inputs (numpy arrays or TensorProtos); returns one array, or a dict for several outputs."""
+        request = api().PredictRequest()
+        self._fill_model_spec(request.model_spec)
+        for name, value in inputs.items():
+            tensor = value if isinstance(value, api().TensorProto) else numpy_to_tensor(np.asarray(value))
+            request.inputs[name].CopyFrom(tensor)
+        wanted = list(outputs or [])
+        request.output_filter.extend(wanted)
+        response = self._call(self._predict, request)
+        self.last_model_spec = response.model_spec
+        results = {key: tensor_to_numpy(tensor, key) for key, tensor in response.outputs.items()}
+        if len(results) == 1 and len(wanted) <= 1:
+            return next(iter(results.values()))
+        return results
+
+    # --- metadata ---------------------------------------------------------------------------------
+    def get_model_metadata(self):
+        """The model's SignatureDefMap (serving_default: inputs and outputs)."""
+        request = api().GetModelMetadataRequest()
+        self._fill_model_spec(request.model_spec)
+        request.metadata_field.append("signature_def")
+        response = self._call(self._metadata_call, request)
+        any_message = response.metadata["signature_def"]
+        if any_message.type_url != SIGNATURE_DEF_MAP_URL:
+            raise ValueError(f"unexpected metadata type {any_message.type_url}")
+        return api().SignatureDefMap.FromString(any_message.value)
+
+    def get_model_status(self, model_name: str | None = None):
+        request = api().GetModelStatusRequest()
+        request.model_spec.name = model_name or self.model_name
+        return self._call(self._status_call, request)
+
+    # --- plumbing ---------------------------------------------------------------------------------
+    def _fill_model_spec(self, spec) -> None:
+        if self.model_name:
+            spec.name = self.model_name
+        if self.model_version is not None:
+            spec.version.value = self.model_version
+
+    def _call(self, method, request):
+        for attempt in range(self.max_retries + 1):
+            try:
+                return method(request, timeout=self.timeout, metadata=self._metadata)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.max_retries:
+                    raise
+                time.sleep(self.retry_backoff * (2 ** attempt))
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _strip(result):
+        if isinstance(result, dict):
+            return {k: v[0] if v.shape[:1] == (1,) else v for k, v in result.items()}
+        return result[0] if result.shape[:1] == (1,) else result
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "PredictionClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

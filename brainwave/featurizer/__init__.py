@@ -1,0 +1,1 @@
+"""The featurizer stage: a catalog network executed by a pluggable backend."""

@@ -1,0 +1,201 @@
+"""`service_def.json`: the pipeline a model.zip describes, as Project Brainwave defined it.
+
+    {"aml_runtime_version": "1.1",
+     "pipeline": [{"type": "tensorflow", "model_path": ..., "input_tensor": ..., "output_tensor": ...},
+                  {"type": "brainwave", "model_ref": ..., "model_version": ..., "output_tensor_dims": [...]},
+                  ...]}
+
+Parsing is strict: unknown fields and wrong types are errors naming the stage index and the field, so a
+typo fails at `brainwave package` time instead of at serve time.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar, Union
+
+from brainwave.errors import DefinitionError
+
+SUPPORTED_RUNTIME_VERSIONS = ("1.0", "1.1")
+DEFAULT_RUNTIME_VERSION = "1.1"
+_TENSOR_NAME = re.compile(r"^[A-Za-z0-9_.\-/>]+(:\d+)?$")
+
+
+def _check_member_path(value: str, where: str) -> str:
+    """A path inside model.zip: relative, POSIX, no '..' (the archive reader enforces this again)."""
+    path = PurePosixPath(value)
+    if not value or path.is_absolute() or ".." in path.parts or "\\" in value:
+        raise DefinitionError(f"{where}: must be a relative path inside model.zip without '..', got {value!r}")
+    return str(path)
+
+
+@dataclass
+class TensorflowStage:
+    """A TensorFlow graph run on the CPU: a frozen GraphDef `.pb` (TF1 or TF2) or a SavedModel directory.
+
+    For a SavedModel, `input_tensor` / `output_tensor` name tensors of its `serving_default` signature
+    (either the signature keys or the graph tensor names).
+    """
+
+    model_path: str
+    input_tensor: str
+    output_tensor: str
+    # Where `save` reads the graph from (a .pb file or a SavedModel directory); None for loaded definitions.
+    source: Path | None = field(default=None, compare=False, repr=False)
+    type: ClassVar[str] = "tensorflow"
+    _fields: ClassVar[tuple[str, ...]] = ("model_path", "input_tensor", "output_tensor")
+
+    @classmethod
+    def from_graph_def(cls, graph_def, model_path: str, input_tensor: str, output_tensor: str, workdir: Path):
+        """Write `graph_def` to `workdir/model_path` and describe it as a stage."""
+        target = Path(workdir) / model_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(graph_def.SerializeToString())
+        return cls(model_path, input_tensor, output_tensor, source=target)
+
+    @classmethod
+    def from_keras(cls, model, model_path: str, workdir: Path, input_name: str = "Input", output_name: str = "Output"):
+        """Freeze a Keras model into a GraphDef stage (see `brainwave.pipeline.freeze`)."""
+        from brainwave.pipeline.freeze import freeze_keras
+
+        graph_def, input_tensor, output_tensor = freeze_keras(model, input_name, output_name)
+        return cls.from_graph_def(graph_def, model_path, input_tensor, output_tensor, workdir)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model_path": self.model_path, "input_tensor": self.input_tensor,
+                "output_tensor": self.output_tensor, "type": self.type}
+
+    @classmethod
+    def from_json(cls, data: dict, index: int) -> "TensorflowStage":
+        values = _take_fields(data, index, cls._fields, ())
+        where = f"stage {index}"
+        _check_member_path(values["model_path"], f"{where}: field 'model_path'")
+        for name in ("input_tensor", "output_tensor"):
+            if not _TENSOR_NAME.match(values[name]):
+                raise DefinitionError(f"{where}: field {name!r} is not a tensor name like 'input:0': {values[name]!r}")
+        return cls(**values)
+
+
+@dataclass
+class BrainwaveStage:
+    """The featurizer: a catalog network (`model_ref`, `model_version`) run on the NPU / emulator / float."""
+
+    model_ref: str
+    model_version: str | None = None
+    output_tensor_dims: list[int] | None = None
+    # Optional weights file inside model.zip; without it the catalog's own weights are used.
+    weights_path: str | None = None
+    weights_source: Path | None = field(default=None, compare=False, repr=False)
+    type: ClassVar[str] = "brainwave"
+    _required: ClassVar[tuple[str, ...]] = ("model_ref",)
+    _optional: ClassVar[tuple[str, ...]] = ("model_version", "output_tensor_dims", "weights_path")
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"model_ref": self.model_ref}
+        if self.model_version is not None:
+            data["model_version"] = self.model_version
+        if self.output_tensor_dims is not None:
+            data["output_tensor_dims"] = list(self.output_tensor_dims)
+        if self.weights_path is not None:
+            data["weights_path"] = self.weights_path
+        data["type"] = self.type
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict, index: int) -> "BrainwaveStage":
+        values = _take_fields(data, index, cls._required, cls._optional)
+        where = f"stage {index}"
+        dims = values.get("output_tensor_dims")
+        if dims is not None:
+            if not isinstance(dims, list) or not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
+                raise DefinitionError(f"{where}: field 'output_tensor_dims' must be a non-empty list of positive integers, got {dims!r}")
+        if values.get("weights_path") is not None:
+            _check_member_path(values["weights_path"], f"{where}: field 'weights_path'")
+        return cls(**values)
+
+
+Stage = Union[TensorflowStage, BrainwaveStage]
+_STAGE_TYPES: dict[str, type] = {"tensorflow": TensorflowStage, "brainwave": BrainwaveStage}
+
+
+def _take_fields(data: dict, index: int, required: tuple[str, ...], optional: tuple[str, ...]) -> dict[str, Any]:
+    where = f"stage {index}"
+    unknown = sorted(set(data) - set(required) - set(optional) - {"type"})
+    if unknown:
+        allowed = ", ".join(sorted((*required, *optional, "type")))
+        raise DefinitionError(f"{where}: unknown field {unknown[0]!r} for type {data['type']!r}; allowed fields: {allowed}")
+    values: dict[str, Any] = {}
+    for name in required:
+        if name not in data:
+            raise DefinitionError(f"{where}: missing required field {name!r}")
+        values[name] = data[name]
+    for name in optional:
+        if data.get(name) is not None:
+            values[name] = data[name]
+    for name, value in values.items():
+        if name != "output_tensor_dims" and not isinstance(value, str):
+            raise DefinitionError(f"{where}: field {name!r} must be a string, got {type(value).__name__}")
+    return values
+
+
+@dataclass
+class ServiceDefinition:
+    """An ordered pipeline of stages; `save` writes model.zip, `load` reads and validates one."""
+
+    pipeline: list[Stage] = field(default_factory=list)
+    aml_runtime_version: str = DEFAULT_RUNTIME_VERSION
+
+    def add(self, stage: Stage) -> "ServiceDefinition":
+        self.pipeline.append(stage)
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return {"aml_runtime_version": self.aml_runtime_version, "pipeline": [s.to_json() for s in self.pipeline]}
+
+    @classmethod
+    def from_json(cls, data: Any) -> "ServiceDefinition":
+        if not isinstance(data, dict):
+            raise DefinitionError(f"service_def.json must hold a JSON object, got {type(data).__name__}")
+        unknown = sorted(set(data) - {"aml_runtime_version", "pipeline"})
+        if unknown:
+            raise DefinitionError(f"service_def.json: unknown top-level field {unknown[0]!r}; allowed: aml_runtime_version, pipeline")
+        version = data.get("aml_runtime_version", DEFAULT_RUNTIME_VERSION)
+        if version not in SUPPORTED_RUNTIME_VERSIONS:
+            raise DefinitionError(
+                f"service_def.json: aml_runtime_version {version!r} is not supported; use one of {', '.join(SUPPORTED_RUNTIME_VERSIONS)}")
+        stages = data.get("pipeline")
+        if not isinstance(stages, list) or not stages:
+            raise DefinitionError("service_def.json: field 'pipeline' must be a non-empty list of stages")
+        parsed: list[Stage] = []
+        for index, stage in enumerate(stages):
+            if not isinstance(stage, dict):
+                raise DefinitionError(f"stage {index}: must be a JSON object, got {type(stage).__name__}")
+            kind = stage.get("type")
+            if kind not in _STAGE_TYPES:
+                raise DefinitionError(
+                    f"stage {index}: unknown type {kind!r}; expected one of: {', '.join(sorted(_STAGE_TYPES))}")
+            parsed.append(_STAGE_TYPES[kind].from_json(stage, index))
+        return cls(parsed, version)
+
+    def files(self) -> list[str]:
+        """Paths inside model.zip that the stages reference."""
+        paths = []
+        for stage in self.pipeline:
+            if isinstance(stage, TensorflowStage):
+                paths.append(stage.model_path)
+            elif stage.weights_path is not None:
+                paths.append(stage.weights_path)
+        return paths
+
+    def save(self, path: str | Path) -> Path:
+        from brainwave.pipeline.archive import write_model_zip
+
+        return write_model_zip(self, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ServiceDefinition":
+        """Read and validate model.zip's service definition and check every referenced file is present."""
+        from brainwave.pipeline.archive import read_definition
+
+        return read_definition(Path(path))

@@ -1,0 +1,184 @@
+"""PredictionService: Predict and GetModelMetadata; Classify / Regress / MultiInference are UNIMPLEMENTED.
+
+Signature of every pipeline (what GetModelMetadata reports and Predict checks):
+    serving_default: inputs {"images": <stage-0 input>}  ->  outputs {"output_alias": <last stage output>}
+The input may also be named by the first stage's tensor name (e.g. "in_images:0"), and an output_filter may
+name the last stage's output tensor, as Brainwave's clients did.
+"""
+from __future__ import annotations
+
+import time
+
+import grpc
+import numpy as np
+
+from brainwave.errors import InvalidInputError
+from brainwave.pipeline.definition import TensorflowStage
+from brainwave.serving.metrics import ServingMetrics
+from brainwave.serving.protocol import SIGNATURE_DEF_MAP_URL, api
+from brainwave.serving.servables import Servable, ServableManager
+from brainwave.serving.status import RequestError
+from brainwave.serving.tensors import dtype_label, numpy_dtype_name, numpy_to_tensor, tensor_to_numpy
+
+SIGNATURE_NAME = "serving_default"
+INPUT_ALIAS = "images"
+OUTPUT_ALIAS = "output_alias"
+PREDICT_METHOD = "tensorflow/serving/predict"
+
+
+class PredictionHandlers:
+    def __init__(self, manager: ServableManager, metrics: ServingMetrics, max_items: int = 64) -> None:
+        self.manager = manager
+        self.metrics = metrics
+        self.max_items = max_items
+
+    # --- shared -----------------------------------------------------------------------------
+    def resolve(self, model_spec) -> Servable:
+        name = model_spec.name or self.manager.default_model_name()
+        if not name:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"model_spec.name is required when several models are served: {', '.join(self.manager.model_names())}")
+        kind = model_spec.WhichOneof("version_choice")
+        if kind == "version":
+            return self.manager.resolve(name, version=model_spec.version.value)
+        if kind == "version_label":
+            return self.manager.resolve(name, label=model_spec.version_label)
+        return self.manager.resolve(name)
+
+    @staticmethod
+    def check_signature(model_spec) -> None:
+        if model_spec.signature_name not in ("", SIGNATURE_NAME):
+            raise RequestError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f'Serving signature key "{model_spec.signature_name}" not found.')
+
+    @staticmethod
+    def fill_model_spec(target, servable: Servable) -> None:
+        target.name = servable.name
+        target.version.value = servable.version
+        target.signature_name = SIGNATURE_NAME
+
+    # --- Predict -------------------------------------------------------------------------------
+    def predict(self, request, context):
+        servable = self.resolve(request.model_spec)
+        self.check_signature(request.model_spec)
+        pipeline = servable.pipeline
+        alias, tensor = self._single_input(request, pipeline)
+        items = self._split_items(tensor_to_numpy(tensor, alias), alias, pipeline)
+        outputs = []
+        for item in items:
+            result = pipeline.run(item)
+            self.metrics.observe_stages(servable, result.stage_seconds)
+            outputs.append(result.output)
+        response = api().PredictResponse()
+        self.fill_model_spec(response.model_spec, servable)
+        stacked = np.concatenate(outputs, axis=0)
+        for key in self._output_keys(request, pipeline):
+            response.outputs[key].CopyFrom(numpy_to_tensor(stacked))
+        return response
+
+    @staticmethod
+    def _input_names(pipeline) -> set[str]:
+        names = {INPUT_ALIAS}
+        first = pipeline.definition.pipeline[0]
+        if isinstance(first, TensorflowStage):
+            names |= {first.input_tensor, first.input_tensor.split(":")[0]}
+        return names
+
+    def _single_input(self, request, pipeline):
+        accepted = self._input_names(pipeline)
+        sent = set(request.inputs)
+        if len(sent) != 1:
+            extra = sorted(sent - accepted)
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"input size does not match signature: {len(sent)}!=1 len({{{','.join(sorted(sent))}}}) != len({{{INPUT_ALIAS}}}). "
+                f"Sent extra: {{{','.join(extra)}}}. Missing but required: {{{'' if sent & accepted else INPUT_ALIAS}}}.")
+        (alias,) = sent
+        if alias not in accepted:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"input tensor alias not found in signature: {alias}. Inputs expected to be in the set {{{INPUT_ALIAS}}}.")
+        return alias, request.inputs[alias]
+
+    def _split_items(self, array: np.ndarray, alias: str, pipeline) -> list:
+        """Cut a request into batch-1 items: strings are one image each; arrays split on the batch axis."""
+        want = numpy_dtype_name(pipeline.input_dtype.as_numpy_dtype) if pipeline.input_dtype.name != "string" else "DT_STRING"
+        got = numpy_dtype_name(array.dtype)
+        if got != want:
+            raise InvalidInputError(f"Expects arg[0] ({alias}) to be {dtype_label(want)} but {dtype_label(got)} is provided")
+        if pipeline.takes_images:
+            if array.ndim > 1:
+                raise InvalidInputError(f"input {alias!r} must be a scalar or a vector of encoded images, got shape {list(array.shape)}")
+            items = [bytes(v) for v in array.reshape(-1)]
+        else:
+            expected = pipeline.input_shape.as_list()
+            if array.ndim == len(expected) - 1:
+                array = array[np.newaxis]
+            if array.ndim != len(expected) or any(e is not None and e != g for e, g in zip(expected[1:], array.shape[1:])):
+                raise InvalidInputError(
+                    f"input {alias!r} has shape {list(array.shape)}; expected {[-1 if e is None else e for e in expected]}")
+            items = [array[i:i + 1] for i in range(array.shape[0])]
+        if not items:
+            raise InvalidInputError(f"input {alias!r} holds no items")
+        if len(items) > self.max_items:
+            raise InvalidInputError(f"input {alias!r} holds {len(items)} items; the limit per request is {self.max_items}")
+        return items
+
+    @staticmethod
+    def _output_keys(request, pipeline) -> list[str]:
+        last = pipeline.definition.pipeline[-1]
+        tensor_name = last.output_tensor if isinstance(last, TensorflowStage) else None
+        wanted = list(request.output_filter) or [OUTPUT_ALIAS]
+        allowed = {OUTPUT_ALIAS} | ({tensor_name, tensor_name.split(":")[0]} if tensor_name else set())
+        for key in wanted:
+            if key not in allowed:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"output tensor alias not found in signature: {key} Outputs expected to be in the set {{{OUTPUT_ALIAS}}}.")
+        return wanted
+
+    # --- GetModelMetadata -------------------------------------------------------------------------
+    def get_model_metadata(self, request, context):
+        servable = self.resolve(request.model_spec)
+        fields = list(request.metadata_field)
+        if not fields:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "GetModelMetadataRequest must specify at least one metadata_field")
+        unsupported = [f for f in fields if f != "signature_def"]
+        if unsupported:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"Metadata field {unsupported[0]} is not supported")
+        signature_map = api().SignatureDefMap()
+        signature_map.signature_def[SIGNATURE_NAME].CopyFrom(signature_def(servable.pipeline))
+        response = api().GetModelMetadataResponse()
+        self.fill_model_spec(response.model_spec, servable)
+        any_message = response.metadata["signature_def"]
+        any_message.type_url = SIGNATURE_DEF_MAP_URL
+        any_message.value = signature_map.SerializeToString()
+        return response
+
+    @staticmethod
+    def unimplemented(name: str):
+        def handler(request, context):
+            raise RequestError(grpc.StatusCode.UNIMPLEMENTED,
+                               f"{name} is not implemented: brainwave pipelines are served through Predict")
+        return handler
+
+
+def signature_def(pipeline):
+    signature = api().SignatureDef()
+    signature.method_name = PREDICT_METHOD
+    first, last = pipeline.definition.pipeline[0], pipeline.definition.pipeline[-1]
+    inp = signature.inputs[INPUT_ALIAS]
+    inp.name = first.input_tensor if isinstance(first, TensorflowStage) else INPUT_ALIAS
+    inp.dtype = api().DataType["DT_STRING" if pipeline.takes_images else numpy_dtype_name(pipeline.input_dtype.as_numpy_dtype)]
+    _fill_shape(inp.tensor_shape, [-1] if pipeline.takes_images else pipeline.input_shape.as_list())
+    out = signature.outputs[OUTPUT_ALIAS]
+    out.name = last.output_tensor if isinstance(last, TensorflowStage) else OUTPUT_ALIAS
+    out.dtype = api().DataType[numpy_dtype_name(pipeline.output_dtype.as_numpy_dtype)]
+    if pipeline.output_shape.rank is None:
+        out.tensor_shape.unknown_rank = True
+    else:
+        _fill_shape(out.tensor_shape, pipeline.output_shape.as_list())
+    return signature
+
+
+def _fill_shape(shape_proto, dims) -> None:
+    for size in dims:
+        shape_proto.dim.add().size = -1 if size is None else size

@@ -1,0 +1,134 @@
+"""The gRPC model server: TF Serving's PredictionService and ModelService, health and reflection."""
+from __future__ import annotations
+
+import logging
+import time
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+from google.protobuf import descriptor_pb2
+
+from brainwave.serving.metrics import ServingMetrics
+from brainwave.serving.model_status import ModelStatusHandlers
+from brainwave.serving.prediction import PredictionHandlers
+from brainwave.serving.protocol import MODEL_SERVICE, PREDICTION_SERVICE, api
+from brainwave.serving.servables import ServableManager
+from brainwave.serving.status import status_for
+
+log = logging.getLogger("brainwave.serving")
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 << 20  # gRPC's default of 4 MB is too small for photos
+
+
+@dataclass
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = 50051  # 0 picks a free port
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    workers: int = 16
+    max_items_per_request: int = 64
+    metrics_port: int | None = None
+
+
+class ModelServer:
+    def __init__(self, manager: ServableManager, config: ServerConfig | None = None) -> None:
+        self.manager = manager
+        self.config = config or ServerConfig()
+        self.metrics = ServingMetrics()
+        self.port: int | None = None
+        self._server: grpc.Server | None = None
+        self._health = health.HealthServicer()
+
+    def start(self) -> int:
+        cfg = self.config
+        options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
+                   ("grpc.max_send_message_length", cfg.max_message_bytes),
+                   ("grpc.so_reuseport", 0)]
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="grpc"), options=options)
+        prediction = PredictionHandlers(self.manager, self.metrics, cfg.max_items_per_request)
+        status = ModelStatusHandlers(self.manager)
+        a = api()
+        server.add_generic_rpc_handlers((
+            self._service(PREDICTION_SERVICE, {
+                "Predict": (prediction.predict, a.PredictRequest, a.PredictResponse),
+                "GetModelMetadata": (prediction.get_model_metadata, a.GetModelMetadataRequest, a.GetModelMetadataResponse),
+                "Classify": (prediction.unimplemented("Classify"), a.ClassificationRequest, a.ClassificationResponse),
+                "Regress": (prediction.unimplemented("Regress"), a.RegressionRequest, a.RegressionResponse),
+                "MultiInference": (prediction.unimplemented("MultiInference"), a.MultiInferenceRequest, a.MultiInferenceResponse),
+            }),
+            self._service(MODEL_SERVICE, {
+                "GetModelStatus": (status.get_model_status, a.GetModelStatusRequest, a.GetModelStatusResponse),
+                "HandleReloadConfigRequest": (status.handle_reload_config_request, a.ReloadConfigRequest, a.ReloadConfigResponse),
+            }),
+        ))
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        _enable_reflection(server)
+        self.port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+        if self.port == 0:
+            raise OSError(f"cannot listen on {cfg.host}:{cfg.port}")
+        server.start()
+        self._server = server
+        for service in ("", PREDICTION_SERVICE, MODEL_SERVICE):
+            self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        if cfg.metrics_port is not None:
+            self.metrics.serve_http(cfg.metrics_port)
+        log.info("serving %s on %s:%d", ", ".join(self.manager.model_names()), cfg.host, self.port)
+        return self.port
+
+    def _service(self, service: str, methods: dict):
+        handlers = {
+            name: grpc.unary_unary_rpc_method_handler(
+                self._guarded(f"{service.rsplit('.', 1)[-1]}/{name}", fn),
+                request_deserializer=request_cls.FromString,
+                response_serializer=response_cls.SerializeToString)
+            for name, (fn, request_cls, response_cls) in methods.items()
+        }
+        return grpc.method_handlers_generic_handler(service, handlers)
+
+    def _guarded(self, method: str, fn):
+        """Every error becomes a status code and a message; nothing escapes to kill the server."""
+        def handler(request, context):
+            start = time.perf_counter()
+            model = getattr(getattr(request, "model_spec", None), "name", "") or "-"
+            try:
+                response = fn(request, context)
+                self.metrics.observe_request(method, model, "OK", time.perf_counter() - start)
+                return response
+            except Exception as exc:  # noqa: BLE001 - the boundary where errors become statuses
+                code, message = status_for(exc)
+                if code == grpc.StatusCode.INTERNAL:
+                    log.exception("%s failed", method)
+                else:
+                    log.info("%s -> %s: %s", method, code.name, message)
+                self.metrics.observe_request(method, model, code.name, time.perf_counter() - start)
+                context.abort(code, message)
+        return handler
+
+    def stop(self, grace: float | None = 5.0) -> None:
+        """Stop accepting requests; in-flight ones get `grace` seconds to finish."""
+        if self._server is None:
+            return
+        self._health.enter_graceful_shutdown()
+        self._server.stop(grace).wait()
+        self._server = None
+
+    def wait(self) -> None:
+        if self._server is not None:
+            self._server.wait_for_termination()
+
+
+def _enable_reflection(server: grpc.Server) -> None:
+    """Reflection answers from the private pool; health and reflection descriptors are added to it."""
+    pool = api().pool
+    for module in (health_pb2, reflection_pb2):
+        proto = descriptor_pb2.FileDescriptorProto()
+        module.DESCRIPTOR.CopyToProto(proto)
+        try:
+            pool.FindFileByName(proto.name)
+        except KeyError:
+            pool.Add(proto)
+    names = (PREDICTION_SERVICE, MODEL_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server, pool=pool)
