@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-image-pixels", type=int, default=40_000_000)
     serve.add_argument("--workers", type=int, default=16, help="gRPC worker threads")
     serve.add_argument("--metrics-port", type=int, default=None, help="expose Prometheus metrics on this port")
+    serve.add_argument("--keys-file", type=Path, help='JSON {"primary": ..., "secondary": ...}; re-read when it changes')
+    serve.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
+    serve.add_argument("--tls-key", type=Path, help="server private key (PEM)")
+    serve.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA (mutual TLS)")
     serve.set_defaults(func=cmd_serve)
 
     score = sub.add_parser("score", help="score images against a running server and print the top classes")
@@ -140,8 +144,17 @@ def cmd_serve(args) -> int:
     _print_stages(name, args.version, pipeline, backend)
     manager = ServableManager()
     manager.add(name, args.version, pipeline)
+    keys = None
+    if args.keys_file:
+        from brainwave.serving.auth import KeyFile
+        try:
+            keys = KeyFile(args.keys_file)
+        except ValueError as exc:
+            raise BrainwaveError(str(exc)) from None
     server = ModelServer(manager, ServerConfig(host=args.host, port=args.port, max_message_bytes=args.max_message_mb << 20,
-                                               workers=args.workers, metrics_port=args.metrics_port))
+                                               workers=args.workers, metrics_port=args.metrics_port, keys=keys,
+                                               tls_cert=args.tls_cert, tls_key=args.tls_key,
+                                               tls_client_ca=args.tls_client_ca))
     port = server.start()
     console.print(f"[green]Serving[/] model [bold]{name}[/] version {args.version} on {args.host}:{port} "
                   f"(gRPC Predict, health, reflection). Ctrl-C to stop.")

@@ -25,13 +25,15 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
 class PredictionClient:
     def __init__(self, address: str, port: int | None = None, use_ssl: bool = False, access_token: str | None = None,
                  service_name: str | None = None, *, model_name: str = "", model_version: int | None = None,
-                 root_certificates: bytes | None = None, timeout: float = 30.0, max_retries: int = 3,
+                 root_certificates: bytes | None = None, client_certificate: bytes | None = None,
+                 client_private_key: bytes | None = None, timeout: float = 30.0, max_retries: int = 3,
                  retry_backoff: float = 0.2, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         target = address if port is None and ":" in address.rsplit("]", 1)[-1] else f"{address}:{port or DEFAULT_PORT}"
         options = [("grpc.max_receive_message_length", max_message_bytes),
                    ("grpc.max_send_message_length", max_message_bytes)]
         if use_ssl:
-            self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates), options)
+            credentials = grpc.ssl_channel_credentials(root_certificates, client_private_key, client_certificate)
+            self._channel = grpc.secure_channel(target, credentials, options)
         else:
             self._channel = grpc.insecure_channel(target, options)
         self.target = target

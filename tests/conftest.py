@@ -62,7 +62,7 @@ class RunningServer:
 def start_server(manager, **config) -> RunningServer:
     from brainwave.serving.server import ModelServer, ServerConfig
 
-    server = ModelServer(manager, ServerConfig(host="127.0.0.1", port=0, **config))
+    server = ModelServer(manager, ServerConfig(**{"host": "127.0.0.1", "port": 0, **config}))
     server.start()
     return RunningServer(server, manager)
 

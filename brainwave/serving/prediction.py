@@ -7,7 +7,7 @@ name the last stage's output tensor, as Brainwave's clients did.
 """
 from __future__ import annotations
 
-import time
+import logging
 
 import grpc
 import numpy as np
@@ -19,6 +19,8 @@ from brainwave.serving.protocol import SIGNATURE_DEF_MAP_URL, api
 from brainwave.serving.servables import Servable, ServableManager
 from brainwave.serving.status import RequestError
 from brainwave.serving.tensors import dtype_label, numpy_dtype_name, numpy_to_tensor, tensor_to_numpy
+
+log = logging.getLogger("brainwave.serving")
 
 SIGNATURE_NAME = "serving_default"
 INPUT_ALIAS = "images"
@@ -68,6 +70,9 @@ class PredictionHandlers:
         for item in items:
             result = pipeline.run(item)
             self.metrics.observe_stages(servable, result.stage_seconds)
+            if log.isEnabledFor(logging.DEBUG):
+                timings = ", ".join(f"{label}: {s * 1000:.2f} ms" for label, s in zip(pipeline.stage_labels, result.stage_seconds))
+                log.debug("%s v%d: %s", servable.name, servable.version, timings)
             outputs.append(result.output)
         response = api().PredictResponse()
         self.fill_model_spec(response.model_spec, servable)

@@ -5,12 +5,14 @@ import logging
 import time
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 from google.protobuf import descriptor_pb2
 
+from brainwave.serving.auth import KeyAuthInterceptor
 from brainwave.serving.metrics import ServingMetrics
 from brainwave.serving.model_status import ModelStatusHandlers
 from brainwave.serving.prediction import PredictionHandlers
@@ -31,6 +33,21 @@ class ServerConfig:
     workers: int = 16
     max_items_per_request: int = 64
     metrics_port: int | None = None
+    # API keys: a KeyRing or KeyFile (see serving/auth.py); None serves without keys.
+    keys: object | None = None
+    # TLS: PEM files. With client_ca, clients must present a certificate signed by it (mutual TLS).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+
+    def credentials(self) -> grpc.ServerCredentials | None:
+        if self.tls_cert is None and self.tls_key is None:
+            return None
+        if self.tls_cert is None or self.tls_key is None:
+            raise ValueError("TLS needs both a certificate and its private key")
+        pair = [(Path(self.tls_key).read_bytes(), Path(self.tls_cert).read_bytes())]
+        client_ca = Path(self.tls_client_ca).read_bytes() if self.tls_client_ca else None
+        return grpc.ssl_server_credentials(pair, root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 
 class ModelServer:
@@ -47,7 +64,9 @@ class ModelServer:
         options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
                    ("grpc.max_send_message_length", cfg.max_message_bytes),
                    ("grpc.so_reuseport", 0)]
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="grpc"), options=options)
+        interceptors = [KeyAuthInterceptor(cfg.keys)] if cfg.keys is not None else []
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="grpc"),
+                             options=options, interceptors=interceptors)
         prediction = PredictionHandlers(self.manager, self.metrics, cfg.max_items_per_request)
         status = ModelStatusHandlers(self.manager)
         a = api()
@@ -66,7 +85,9 @@ class ModelServer:
         ))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         _enable_reflection(server)
-        self.port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+        credentials = cfg.credentials()
+        address = f"{cfg.host}:{cfg.port}"
+        self.port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot listen on {cfg.host}:{cfg.port}")
         server.start()

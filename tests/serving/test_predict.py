@@ -130,3 +130,42 @@ def test_many_clients_at_once_get_consistent_answers(resnet50_server, chelsea, c
 
 def test_health_stays_serving_after_warm_up_image(client):
     assert client.score_image(synthetic_png()).shape == (1000,)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_client_retries_unavailable_until_the_server_is_up(resnet50_pipeline, chelsea):
+    import threading
+
+    from brainwave.serving.servables import ServableManager
+    from tests.conftest import start_server
+
+    port = _free_port()
+    manager = ServableManager()
+    manager.add("late", 1, resnet50_pipeline)
+    started = []
+    timer = threading.Timer(0.5, lambda: started.append(start_server(manager, port=port)))
+    timer.start()
+    try:
+        with PredictionClient(f"127.0.0.1:{port}", max_retries=12, retry_backoff=0.05) as client:
+            assert client.score_image(chelsea).shape == (1000,)
+    finally:
+        timer.join()
+        for running in started:
+            running.server.stop(grace=0)
+
+
+def test_client_does_not_retry_other_errors(resnet50_server, chelsea):
+    counter = resnet50_server.server.metrics.requests
+    before = counter.labels("PredictionService/Predict", "nope", "NOT_FOUND")._value.get()
+    with PredictionClient(resnet50_server.address, model_name="nope", max_retries=5, retry_backoff=0.01) as client:
+        with pytest.raises(grpc.RpcError) as info:
+            client.score_image(chelsea)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert counter.labels("PredictionService/Predict", "nope", "NOT_FOUND")._value.get() == before + 1

@@ -1,0 +1,156 @@
+"""TLS (incl. mutual TLS) and API keys over real gRPC: no key, wrong key, primary, secondary, rotation."""
+import datetime
+import ipaddress
+import json
+import logging
+import os
+import time
+
+import grpc
+import pytest
+
+from brainwave.client import PredictionClient
+from brainwave.serving.auth import KeyFile, KeyRing
+from brainwave.serving.servables import ServableManager
+from tests.conftest import start_server
+
+
+def _certificate(subject: str, key, issuer_cert=None, issuer_key=None, ca=False, server=False):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(name)
+               .issuer_name(issuer_cert.subject if issuer_cert else name)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if server:
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+    return builder.sign(issuer_key or key, hashes.SHA256())
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    folder = tmp_path_factory.mktemp("pki")
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate("brainwave test CA", ca_key, ca=True)
+    files = {}
+    for role in ("server", "client"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _certificate(role, key, ca, ca_key, server=role == "server")
+        files[f"{role}.crt"] = cert.public_bytes(serialization.Encoding.PEM)
+        files[f"{role}.key"] = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption())
+    files["ca.crt"] = ca.public_bytes(serialization.Encoding.PEM)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def keyed_server(resnet50_pipeline, tmp_path_factory):
+    keys_file = tmp_path_factory.mktemp("keys") / "keys.json"
+    keys_file.write_text(json.dumps({"primary": "primary-key-1", "secondary": "secondary-key-1"}))
+    manager = ServableManager()
+    manager.add("resnet50", 1, resnet50_pipeline)
+    running = start_server(manager, keys=KeyFile(keys_file, recheck_seconds=0))
+    running.keys_file = keys_file
+    yield running
+    running.server.stop(grace=0)
+
+
+def _score(address, chelsea, **kwargs):
+    with PredictionClient(address, max_retries=0, **kwargs) as client:
+        return client.score_image(chelsea)
+
+
+def test_no_key_and_wrong_key_are_unauthenticated_and_keys_never_logged(keyed_server, chelsea, caplog):
+    caplog.set_level(logging.DEBUG)
+    for kwargs, message in (({}, "missing API key"), ({"access_token": "guess"}, "invalid API key")):
+        with pytest.raises(grpc.RpcError) as info:
+            _score(keyed_server.address, chelsea, **kwargs)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert message in info.value.details()
+    _score(keyed_server.address, chelsea, access_token="primary-key-1")
+    assert "primary-key-1" not in caplog.text and "guess" not in caplog.text
+
+
+def test_primary_secondary_and_bare_key(keyed_server, chelsea):
+    assert _score(keyed_server.address, chelsea, access_token="primary-key-1").shape == (1000,)
+    assert _score(keyed_server.address, chelsea, access_token="secondary-key-1").shape == (1000,)
+    a = __import__("brainwave.serving.protocol", fromlist=["api"]).api()
+    request = a.PredictRequest()
+    request.inputs["images"].dtype = a.DataType["DT_STRING"]
+    request.inputs["images"].string_val.append(chelsea)
+    with grpc.insecure_channel(keyed_server.address) as channel:  # the old C# client: the bare key, no "Bearer"
+        call = channel.unary_unary("/tensorflow.serving.PredictionService/Predict",
+                                   request_serializer=a.PredictRequest.SerializeToString,
+                                   response_deserializer=a.PredictResponse.FromString)
+        assert "output_alias" in call(request, metadata=[("authorization", "secondary-key-1")], timeout=60).outputs
+
+
+def test_health_stays_open(keyed_server):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(keyed_server.address) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_keys_rotate_without_restart(keyed_server, chelsea):
+    keyed_server.keys_file.write_text(json.dumps({"primary": "primary-key-2", "secondary": "primary-key-1"}))
+    os.utime(keyed_server.keys_file, ns=(time.time_ns(), time.time_ns() + 10**9))  # make the change visible
+    assert _score(keyed_server.address, chelsea, access_token="primary-key-2").shape == (1000,)
+    assert _score(keyed_server.address, chelsea, access_token="primary-key-1").shape == (1000,)  # old primary is secondary
+    with pytest.raises(grpc.RpcError) as info:
+        _score(keyed_server.address, chelsea, access_token="secondary-key-1")  # retired
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_key_ring_swaps_atomically():
+    ring = KeyRing("a")
+    assert ring.accepts("a") and not ring.accepts("b")
+    ring.set("b", "c")
+    assert not ring.accepts("a") and ring.accepts("b") and ring.accepts("c")
+    with pytest.raises(ValueError):
+        ring.set(None, "")
+
+
+def test_tls_with_key(resnet50_pipeline, pki, chelsea):
+    manager = ServableManager()
+    manager.add("resnet50", 1, resnet50_pipeline)
+    running = start_server(manager, keys=KeyRing("tls-key"), tls_cert=pki / "server.crt", tls_key=pki / "server.key")
+    try:
+        ca = (pki / "ca.crt").read_bytes()
+        scores = _score(running.address, chelsea, use_ssl=True, root_certificates=ca, access_token="tls-key")
+        assert scores.shape == (1000,)
+        with pytest.raises(grpc.RpcError) as info:  # a plaintext client against the TLS port
+            with PredictionClient(running.address, max_retries=0, timeout=10, access_token="tls-key") as plain:
+                plain.score_image(chelsea)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        running.server.stop(grace=0)
+
+
+def test_mutual_tls_requires_a_client_certificate(resnet50_pipeline, pki, chelsea):
+    manager = ServableManager()
+    manager.add("resnet50", 1, resnet50_pipeline)
+    running = start_server(manager, tls_cert=pki / "server.crt", tls_key=pki / "server.key", tls_client_ca=pki / "ca.crt")
+    try:
+        ca = (pki / "ca.crt").read_bytes()
+        scores = _score(running.address, chelsea, use_ssl=True, root_certificates=ca,
+                        client_certificate=(pki / "client.crt").read_bytes(),
+                        client_private_key=(pki / "client.key").read_bytes())
+        assert scores.shape == (1000,)
+        with pytest.raises(grpc.RpcError) as info:
+            _score(running.address, chelsea, use_ssl=True, root_certificates=ca, timeout=10)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        running.server.stop(grace=0)
