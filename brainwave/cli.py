@@ -17,8 +17,9 @@ from rich.table import Table  # noqa: E402
 
 from brainwave.errors import BrainwaveError  # noqa: E402
 
-console = Console(stderr=True)
-out = Console()
+# Piped output (files, CI logs, other programs) gets room for wide tables instead of rich's 80 columns.
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+out = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     package.set_defaults(func=cmd_package)
 
     serve = sub.add_parser("serve", help="serve a model.zip over TF Serving-compatible gRPC")
-    serve.add_argument("model_zip", type=Path)
+    serve.add_argument("model_zip", type=Path, nargs="?", help="the model.zip to serve (or use --base-path)")
+    serve.add_argument("--base-path", type=Path, help="serve versions from BASE/<version>/model.zip (TF Serving layout)")
+    serve.add_argument("--versions", default="latest", help="with --base-path: latest[:N], all, or 1,3 (default: latest)")
+    serve.add_argument("--label", action="append", default=[], metavar="LABEL=VERSION", help="with --base-path, e.g. stable=1")
+    serve.add_argument("--load-policy", choices=["availability", "resource"], default="availability",
+                       help="on version changes: load new versions first (default) or unload old ones first")
     serve.add_argument("--port", type=int, default=50051)
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--name", help="model name clients ask for (default: the zip's folder or file name)")
@@ -82,11 +88,45 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--ca", type=Path, help="CA certificate to trust for TLS")
     score.set_defaults(func=cmd_score)
 
+    _add_admin_commands(sub)
+
     models = sub.add_parser("models", help="list the featurizer catalog (and registered models)")
     models.set_defaults(func=cmd_models)
     models_sub = models.add_subparsers(metavar="ACTION")
     _add_registry_commands(sub, models_sub)
     return parser
+
+
+def _add_admin_commands(sub) -> None:
+    def admin_parser(name: str, help_text: str):
+        parser = sub.add_parser(name, help=help_text)
+        parser.add_argument("model", help="model name")
+        parser.add_argument("--address", default="localhost:50051")
+        parser.add_argument("--key", default=os.environ.get("BRAINWAVE_KEY"), help="access key (or BRAINWAVE_KEY)")
+        parser.add_argument("--ssl", action="store_true")
+        parser.add_argument("--ca", type=Path)
+        return parser
+
+    reload = admin_parser("reload", "change the versions and labels a running server serves (availability-preserving)")
+    reload.add_argument("--base-path", required=True, help="BASE/<version>/model.zip directory, or registry:NAME")
+    reload.add_argument("--versions", default="latest", help="latest[:N], all, or 1,3")
+    reload.add_argument("--label", action="append", default=[], metavar="LABEL=VERSION")
+    reload.set_defaults(func=cmd_reload)
+    versions = admin_parser("versions", "show each version's state, labels, traffic, errors, latency and canary agreement")
+    versions.set_defaults(func=cmd_versions)
+    canary = admin_parser("canary", "route a share of unpinned traffic to a canary version")
+    canary.add_argument("--version", type=int, help="canary version (loaded if needed); omit with --clear")
+    canary.add_argument("--share", type=float, default=0.1, help="share of unpinned requests (0..1)")
+    canary.add_argument("--mirror", type=float, default=0.0, help="share of canary-split traffic also run on the other side")
+    canary.add_argument("--clear", action="store_true", help="stop the canary")
+    canary.set_defaults(func=cmd_canary)
+    promote = admin_parser("promote", "make the canary the stable version (and unload the old one)")
+    promote.add_argument("--keep-previous", action="store_true")
+    promote.set_defaults(func=cmd_promote)
+    rollback = admin_parser("rollback", "return to an older version (loaded and warmed before traffic moves)")
+    rollback.add_argument("--to", type=int, required=True, dest="to_version")
+    rollback.add_argument("--keep-others", action="store_true")
+    rollback.set_defaults(func=cmd_rollback)
 
 
 def _add_registry_commands(sub, models_sub) -> None:
@@ -135,15 +175,23 @@ def cmd_serve(args) -> int:
     from brainwave.serving.servables import ServableManager
     from brainwave.serving.server import ModelServer, ServerConfig
 
+    from brainwave.serving.versions import DirectorySource, ModelPlan, VersionPolicy
+
+    if (args.model_zip is None) == (args.base_path is None):
+        raise BrainwaveError("give either a model.zip or --base-path")
     backend = args.backend or default_backend()
     options = {"precision": args.precision} if args.precision else {}
-    name = args.name or default_model_name(args.model_zip)
-    with console.status(f"Loading {args.model_zip} on the {backend} backend (building graphs, warming up)..."):
-        pipeline = Pipeline.load(args.model_zip, backend=backend, backend_options=options,
-                                 max_image_pixels=args.max_image_pixels)
-    _print_stages(name, args.version, pipeline, backend)
+
+    def load(path: Path) -> Pipeline:
+        return Pipeline.load(path, backend=backend, backend_options=options, max_image_pixels=args.max_image_pixels)
+
     manager = ServableManager()
-    manager.add(name, args.version, pipeline)
+    if args.model_zip is not None:
+        name = args.name or default_model_name(args.model_zip)
+        with console.status(f"Loading {args.model_zip} on the {backend} backend (building graphs, warming up)..."):
+            pipeline = load(args.model_zip)
+        _print_stages(name, args.version, pipeline, backend)
+        manager.add(name, args.version, pipeline)
     keys = None
     if args.keys_file:
         from brainwave.serving.auth import KeyFile
@@ -151,13 +199,19 @@ def cmd_serve(args) -> int:
             keys = KeyFile(args.keys_file)
         except ValueError as exc:
             raise BrainwaveError(str(exc)) from None
-    server = ModelServer(manager, ServerConfig(host=args.host, port=args.port, max_message_bytes=args.max_message_mb << 20,
-                                               workers=args.workers, metrics_port=args.metrics_port, keys=keys,
-                                               tls_cert=args.tls_cert, tls_key=args.tls_key,
-                                               tls_client_ca=args.tls_client_ca))
+    config = ServerConfig(host=args.host, port=args.port, max_message_bytes=args.max_message_mb << 20,
+                          workers=args.workers, metrics_port=args.metrics_port, keys=keys, tls_cert=args.tls_cert,
+                          tls_key=args.tls_key, tls_client_ca=args.tls_client_ca, load_policy=args.load_policy)
+    server = ModelServer(manager, config, loader=load)
+    if args.base_path is not None:
+        name = args.name or args.base_path.resolve().name
+        plan = ModelPlan(name, DirectorySource(args.base_path), VersionPolicy.parse(args.versions), _labels(args.label))
+        with console.status(f"Loading {name} from {args.base_path} ({args.versions}) on the {backend} backend..."):
+            server.controller.apply([plan])
     port = server.start()
-    console.print(f"[green]Serving[/] model [bold]{name}[/] version {args.version} on {args.host}:{port} "
-                  f"(gRPC Predict, health, reflection). Ctrl-C to stop.")
+    served = ", ".join(f"{n} v{','.join(str(s.version) for s in manager.versions(n))}" for n in manager.model_names())
+    console.print(f"[green]Serving[/] {served} on {args.host}:{port} (gRPC Predict, model status, admin, health, "
+                  f"reflection). Ctrl-C to stop.")
     stopping = threading.Event()
 
     def _stop(signum, frame):
@@ -172,6 +226,71 @@ def cmd_serve(args) -> int:
     manager.close()
     console.print("stopped")
     return 0
+
+
+def _labels(pairs: list[str]) -> dict[str, int]:
+    labels = {}
+    for pair in pairs:
+        label, _, version = pair.partition("=")
+        if not label or not version.isdigit():
+            raise BrainwaveError(f"--label wants LABEL=VERSION, got {pair!r}")
+        labels[label] = int(version)
+    return labels
+
+
+def _admin(args):
+    from brainwave.admin_client import ModelAdminClient
+
+    return ModelAdminClient(args.address, use_ssl=args.ssl, access_token=args.key,
+                            root_certificates=args.ca.read_bytes() if args.ca else None)
+
+
+def cmd_reload(args) -> int:
+    from brainwave.serving.versions import VersionPolicy
+
+    with _admin(args) as admin, console.status(f"reloading {args.model} ({args.versions})..."):
+        admin.reload({args.model: (args.base_path, VersionPolicy.parse(args.versions), _labels(args.label))})
+    return cmd_versions(args)
+
+
+def cmd_versions(args) -> int:
+    with _admin(args) as admin:
+        figures = admin.figures(args.model)
+    table = Table(title=f"{args.model}: versions")
+    for column in ("version", "state", "labels", "canary share", "requests", "errors", "p50 ms", "p99 ms",
+                   "mirrored", "top-1 agreement"):
+        table.add_column(column, justify="right" if column not in ("state", "labels") else "left")
+    for f in figures:
+        table.add_row(str(f.version), f.state + (f" ({f.error})" if f.error else ""), ", ".join(f.labels),
+                      f"{f.canary_share:.0%}" if f.canary_share else "", str(f.requests), str(f.errors),
+                      f"{f.p50_ms:.1f}" if f.requests else "", f"{f.p99_ms:.1f}" if f.requests else "",
+                      str(f.mirrored) if f.mirrored else "", f"{f.top1_agreement:.1%}" if f.mirrored else "")
+    out.print(table)
+    return 0
+
+
+def cmd_canary(args) -> int:
+    if not args.clear and args.version is None:
+        raise BrainwaveError("give --version V (and --share), or --clear")
+    with _admin(args) as admin:
+        admin.set_canary(args.model, None if args.clear else args.version, args.share, args.mirror)
+    return cmd_versions(args)
+
+
+def cmd_promote(args) -> int:
+    with _admin(args) as admin:
+        response = admin.promote(args.model, keep_previous=args.keep_previous)
+    console.print(f"version {response.stable_version} is now stable" +
+                  (f"; unloaded {', '.join(map(str, response.unloaded))}" if response.unloaded else ""))
+    return cmd_versions(args)
+
+
+def cmd_rollback(args) -> int:
+    with _admin(args) as admin, console.status(f"rolling {args.model} back to version {args.to_version}..."):
+        response = admin.rollback(args.model, args.to_version, keep_others=args.keep_others)
+    console.print(f"version {response.stable_version} is now stable" +
+                  (f"; unloaded {', '.join(map(str, response.unloaded))}" if response.unloaded else ""))
+    return cmd_versions(args)
 
 
 def _print_stages(name: str, version: int, pipeline, backend: str) -> None:

@@ -22,31 +22,55 @@ DEFAULT_PORT = 50051
 DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
 
 
+def open_channel(address: str, port: int | None = None, use_ssl: bool = False, root_certificates: bytes | None = None,
+                 client_certificate: bytes | None = None, client_private_key: bytes | None = None,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> tuple[grpc.Channel, str]:
+    """A channel to HOST:PORT (or HOST and `port`), TLS when asked, with raised message limits."""
+    target = address if port is None and ":" in address.rsplit("]", 1)[-1] else f"{address}:{port or DEFAULT_PORT}"
+    options = [("grpc.max_receive_message_length", max_message_bytes),
+               ("grpc.max_send_message_length", max_message_bytes)]
+    if use_ssl:
+        credentials = grpc.ssl_channel_credentials(root_certificates, client_private_key, client_certificate)
+        return grpc.secure_channel(target, credentials, options), target
+    return grpc.insecure_channel(target, options), target
+
+
+def auth_metadata(access_token: str | None, service_name: str | None = None) -> list[tuple[str, str]]:
+    metadata = []
+    if access_token:
+        metadata.append(("authorization", f"Bearer {access_token}"))
+    if service_name:  # route header understood by Azure ML gateways
+        metadata.append(("x-ms-aml-grpc-service-route", f"/api/v1/service/{service_name}"))
+    return metadata
+
+
+def call_with_retries(method, request, timeout: float, metadata, max_retries: int, backoff: float):
+    """Call a unary method; only UNAVAILABLE (server not up, connection lost) is retried, with backoff."""
+    for attempt in range(max_retries + 1):
+        try:
+            return method(request, timeout=timeout, metadata=metadata)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == max_retries:
+                raise
+            time.sleep(backoff * (2 ** attempt))
+    raise AssertionError("unreachable")
+
+
 class PredictionClient:
     def __init__(self, address: str, port: int | None = None, use_ssl: bool = False, access_token: str | None = None,
                  service_name: str | None = None, *, model_name: str = "", model_version: int | None = None,
                  root_certificates: bytes | None = None, client_certificate: bytes | None = None,
                  client_private_key: bytes | None = None, timeout: float = 30.0, max_retries: int = 3,
                  retry_backoff: float = 0.2, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        target = address if port is None and ":" in address.rsplit("]", 1)[-1] else f"{address}:{port or DEFAULT_PORT}"
-        options = [("grpc.max_receive_message_length", max_message_bytes),
-                   ("grpc.max_send_message_length", max_message_bytes)]
-        if use_ssl:
-            credentials = grpc.ssl_channel_credentials(root_certificates, client_private_key, client_certificate)
-            self._channel = grpc.secure_channel(target, credentials, options)
-        else:
-            self._channel = grpc.insecure_channel(target, options)
+        self._channel, target = open_channel(address, port, use_ssl, root_certificates, client_certificate,
+                                             client_private_key, max_message_bytes)
         self.target = target
         self.model_name = model_name
         self.model_version = model_version
         self.timeout = timeout
         self.max_retries = max_retries
         self.retry_backoff = retry_backoff
-        self._metadata: list[tuple[str, str]] = []
-        if access_token:
-            self._metadata.append(("authorization", f"Bearer {access_token}"))
-        if service_name:  # route header understood by Azure ML gateways
-            self._metadata.append(("x-ms-aml-grpc-service-route", f"/api/v1/service/{service_name}"))
+        self._metadata = auth_metadata(access_token, service_name)
         a = api()
         self._predict = self._channel.unary_unary(method_path(PREDICTION_SERVICE, "Predict"),
                                                   request_serializer=a.PredictRequest.SerializeToString,
@@ -122,14 +146,7 @@ class PredictionClient:
             spec.version.value = self.model_version
 
     def _call(self, method, request):
-        for attempt in range(self.max_retries + 1):
-            try:
-                return method(request, timeout=self.timeout, metadata=self._metadata)
-            except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.max_retries:
-                    raise
-                time.sleep(self.retry_backoff * (2 ** attempt))
-        raise AssertionError("unreachable")
+        return call_with_retries(method, request, self.timeout, self._metadata, self.max_retries, self.retry_backoff)
 
     @staticmethod
     def _strip(result):

@@ -77,3 +77,32 @@ def resnet50_server(resnet50_pipeline):
     running = start_server(manager)
     yield running
     running.server.stop(grace=1)
+
+
+def small_pipeline_zip(path: Path, seed: int) -> Path:
+    """A two-stage TF pipeline (decode + resize to 16x16, then a seeded 10-class softmax) that loads in
+    well under a second: for version-management tests that load and unload many times."""
+    import numpy as np
+    import tensorflow as tf
+
+    from brainwave.pipeline import ServiceDefinition, TensorflowStage
+
+    work = path.parent
+    work.mkdir(parents=True, exist_ok=True)
+    graph = tf.Graph()
+    with graph.as_default():
+        data = tf.compat.v1.placeholder(tf.string, shape=[], name="in_images")
+        image = tf.cast(tf.io.decode_image(data, channels=3, expand_animations=False), tf.float32)
+        tf.identity(tf.compat.v1.image.resize_bilinear(image[tf.newaxis], [16, 16]) / 255.0, name="small")
+    (work / "input.pb").write_bytes(graph.as_graph_def().SerializeToString())
+    weights = np.random.default_rng(seed).normal(0, 0.2, (16 * 16 * 3, 10)).astype(np.float32)
+    graph = tf.Graph()
+    with graph.as_default():
+        features = tf.compat.v1.placeholder(tf.float32, shape=[None, 16, 16, 3], name="Input")
+        tf.nn.softmax(tf.matmul(tf.reshape(features, [-1, 16 * 16 * 3]), weights), name="probs")
+    (work / "classifier.pb").write_bytes(graph.as_graph_def().SerializeToString())
+    definition = ServiceDefinition([
+        TensorflowStage("input.pb", "in_images:0", "small:0", source=work / "input.pb"),
+        TensorflowStage("classifier.pb", "Input:0", "probs:0", source=work / "classifier.pb"),
+    ])
+    return definition.save(path)

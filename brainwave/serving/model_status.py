@@ -1,22 +1,30 @@
-"""ModelService.GetModelStatus (and HandleReloadConfigRequest, not supported yet)."""
+"""tensorflow.serving.ModelService: GetModelStatus and HandleReloadConfigRequest."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import grpc
 
+from brainwave.errors import BrainwaveError
 from brainwave.serving.protocol import api
-from brainwave.serving.servables import ServableManager, ServableNotFoundError
-from brainwave.serving.status import RequestError
+from brainwave.serving.servables import LabelError, ServableManager, ServableNotFoundError
+from brainwave.serving.status import RequestError, status_for
+from brainwave.serving.versions import DirectorySource, ModelPlan, VersionController, VersionPolicy
+
+REGISTRY_SCHEME = "registry:"
 
 
 class ModelStatusHandlers:
-    def __init__(self, manager: ServableManager) -> None:
+    def __init__(self, manager: ServableManager, controller: VersionController, registry=None) -> None:
         self.manager = manager
+        self.controller = controller
+        self.registry = registry
 
     def get_model_status(self, request, context):
         spec = request.model_spec
         if not spec.name:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "Missing model name in request.")
-        servables = self.manager.versions(spec.name)
+        servables = self.manager.versions(spec.name, include_ended=True)
         kind = spec.WhichOneof("version_choice")
         if kind == "version":
             servables = [s for s in servables if s.version == spec.version.value]
@@ -30,9 +38,48 @@ class ModelStatusHandlers:
             status = response.model_version_status.add()
             status.version = servable.version
             status.state = states[servable.state]
-            status.status.error_code = 0
+            if servable.error:
+                status.status.error_code = grpc.StatusCode.UNKNOWN.value[0]
+                status.status.error_message = servable.error
         return response
 
     def handle_reload_config_request(self, request, context):
-        raise RequestError(grpc.StatusCode.UNIMPLEMENTED,
-                           "HandleReloadConfigRequest is not implemented yet: restart the server with the new model")
+        config = request.config
+        if config.WhichOneof("config") != "model_config_list":
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "ReloadConfigRequest.config must hold a model_config_list")
+        plans = [self._plan(model_config) for model_config in config.model_config_list.config]
+        try:
+            self.controller.apply(plans)
+        except (ServableNotFoundError, LabelError, ValueError) as exc:
+            raise RequestError(grpc.StatusCode.FAILED_PRECONDITION, f"reload failed: {exc}") from None
+        except BrainwaveError as exc:
+            code, message = status_for(exc)
+            raise RequestError(code, f"reload failed: {message}") from None
+        return api().ReloadConfigResponse()
+
+    def _plan(self, model_config) -> ModelPlan:
+        if not model_config.name:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "every ModelConfig needs a name")
+        if not model_config.base_path:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"ModelConfig {model_config.name} needs a base_path")
+        try:
+            source = self._source(model_config.base_path)
+        except ValueError as exc:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"ModelConfig {model_config.name}: {exc}") from None
+        policy = model_config.model_version_policy
+        kind = policy.WhichOneof("policy_choice")
+        if kind == "all":
+            version_policy = VersionPolicy("all")
+        elif kind == "specific":
+            version_policy = VersionPolicy("specific", specific=tuple(policy.specific.versions))
+        else:  # TF Serving's default: the latest version
+            version_policy = VersionPolicy("latest", policy.latest.num_versions or 1)
+        return ModelPlan(model_config.name, source, version_policy, dict(model_config.version_labels))
+
+    def _source(self, base_path: str):
+        if base_path.startswith(REGISTRY_SCHEME):
+            if self.registry is None:
+                raise ValueError("base_path names a registry model but the server was started without a registry")
+            from brainwave.serving.registry_source import RegistrySource
+            return RegistrySource(self.registry, base_path[len(REGISTRY_SCHEME):])
+        return DirectorySource(Path(base_path))

@@ -8,6 +8,8 @@ name the last stage's output tensor, as Brainwave's clients did.
 from __future__ import annotations
 
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
@@ -33,19 +35,25 @@ class PredictionHandlers:
         self.manager = manager
         self.metrics = metrics
         self.max_items = max_items
+        # Mirrored canary comparisons run off the request path, one at a time; when busy they are skipped.
+        self._mirror_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mirror")
+        self._mirror_backlog = 0
 
     # --- shared -----------------------------------------------------------------------------
-    def resolve(self, model_spec) -> Servable:
+    def target(self, model_spec) -> tuple[str, int | None, str | None]:
         name = model_spec.name or self.manager.default_model_name()
         if not name:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"model_spec.name is required when several models are served: {', '.join(self.manager.model_names())}")
         kind = model_spec.WhichOneof("version_choice")
         if kind == "version":
-            return self.manager.resolve(name, version=model_spec.version.value)
+            return name, model_spec.version.value, None
         if kind == "version_label":
-            return self.manager.resolve(name, label=model_spec.version_label)
-        return self.manager.resolve(name)
+            return name, None, model_spec.version_label
+        return name, None, None
+
+    def resolve(self, model_spec) -> Servable:
+        return self.manager.resolve(*self.target(model_spec))
 
     @staticmethod
     def check_signature(model_spec) -> None:
@@ -61,11 +69,30 @@ class PredictionHandlers:
 
     # --- Predict -------------------------------------------------------------------------------
     def predict(self, request, context):
-        servable = self.resolve(request.model_spec)
+        name, version, label = self.target(request.model_spec)
         self.check_signature(request.model_spec)
+        with self.manager.lease(name, version, label) as lease:
+            servable = lease.servable
+            start, ok = time.perf_counter(), False
+            try:
+                items, outputs, keys = self._run(request, servable)
+                ok = True
+            finally:
+                servable.stats.record(time.perf_counter() - start, ok)
+        if lease.routed:
+            self._maybe_mirror(name, servable, items, outputs)
+        response = api().PredictResponse()
+        self.fill_model_spec(response.model_spec, servable)
+        stacked = np.concatenate(outputs, axis=0)
+        for key in keys:
+            response.outputs[key].CopyFrom(numpy_to_tensor(stacked))
+        return response
+
+    def _run(self, request, servable: Servable):
         pipeline = servable.pipeline
         alias, tensor = self._single_input(request, pipeline)
         items = self._split_items(tensor_to_numpy(tensor, alias), alias, pipeline)
+        keys = self._output_keys(request, pipeline)
         outputs = []
         for item in items:
             result = pipeline.run(item)
@@ -74,12 +101,30 @@ class PredictionHandlers:
                 timings = ", ".join(f"{label}: {s * 1000:.2f} ms" for label, s in zip(pipeline.stage_labels, result.stage_seconds))
                 log.debug("%s v%d: %s", servable.name, servable.version, timings)
             outputs.append(result.output)
-        response = api().PredictResponse()
-        self.fill_model_spec(response.model_spec, servable)
-        stacked = np.concatenate(outputs, axis=0)
-        for key in self._output_keys(request, pipeline):
-            response.outputs[key].CopyFrom(numpy_to_tensor(stacked))
-        return response
+        return items, outputs, keys
+
+    def _maybe_mirror(self, name: str, served: Servable, items: list, outputs: list) -> None:
+        peer = self.manager.mirror_peer(name, served)
+        if peer is None:
+            return
+        if self._mirror_backlog >= 4:  # never let comparisons queue up behind live traffic
+            self.manager.release(peer)
+            return
+        self._mirror_backlog += 1
+        self._mirror_pool.submit(self._mirror, name, served, peer, items, outputs)
+
+    def _mirror(self, name: str, served: Servable, peer: Servable, items: list, outputs: list) -> None:
+        try:
+            canary = self.manager.canary(name)
+            canary_side = served if canary and served.version == canary.version else peer
+            for item, output in zip(items, outputs):
+                other = peer.pipeline.run(item).output
+                canary_side.stats.record_mirror(int(np.argmax(output)) == int(np.argmax(other)))
+        except Exception:  # a failed comparison must never affect serving
+            log.exception("mirrored comparison on %s v%d failed", name, peer.version)
+        finally:
+            self._mirror_backlog -= 1
+            self.manager.release(peer)
 
     @staticmethod
     def _input_names(pipeline) -> set[str]:

@@ -21,11 +21,13 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
+ADMIN_SERVICE = "brainwave.admin.v1.ModelAdmin"
 SIGNATURE_DEF_MAP_URL = "type.googleapis.com/tensorflow.serving.SignatureDefMap"
 
 _ROOT_FILES = (
     "tensorflow_serving/apis/prediction_service.proto",
     "tensorflow_serving/apis/model_service.proto",
+    "brainwave/admin/v1/admin.proto",
 )
 _MESSAGES = {
     "TensorProto": "tensorflow.TensorProto",
@@ -52,6 +54,15 @@ _MESSAGES = {
     "RegressionResponse": "tensorflow.serving.RegressionResponse",
     "MultiInferenceRequest": "tensorflow.serving.MultiInferenceRequest",
     "MultiInferenceResponse": "tensorflow.serving.MultiInferenceResponse",
+    "VersionFigures": "brainwave.admin.v1.VersionFigures",
+    "GetVersionFiguresRequest": "brainwave.admin.v1.GetVersionFiguresRequest",
+    "GetVersionFiguresResponse": "brainwave.admin.v1.GetVersionFiguresResponse",
+    "SetCanaryRequest": "brainwave.admin.v1.SetCanaryRequest",
+    "SetCanaryResponse": "brainwave.admin.v1.SetCanaryResponse",
+    "PromoteRequest": "brainwave.admin.v1.PromoteRequest",
+    "PromoteResponse": "brainwave.admin.v1.PromoteResponse",
+    "RollbackRequest": "brainwave.admin.v1.RollbackRequest",
+    "RollbackResponse": "brainwave.admin.v1.RollbackResponse",
     "Any": "google.protobuf.Any",
     "Int64Value": "google.protobuf.Int64Value",
 }

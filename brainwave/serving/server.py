@@ -6,19 +6,23 @@ import time
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 from google.protobuf import descriptor_pb2
 
+from brainwave.pipeline import Pipeline
+from brainwave.serving.admin import AdminHandlers
 from brainwave.serving.auth import KeyAuthInterceptor
 from brainwave.serving.metrics import ServingMetrics
 from brainwave.serving.model_status import ModelStatusHandlers
 from brainwave.serving.prediction import PredictionHandlers
-from brainwave.serving.protocol import MODEL_SERVICE, PREDICTION_SERVICE, api
+from brainwave.serving.protocol import ADMIN_SERVICE, MODEL_SERVICE, PREDICTION_SERVICE, api
 from brainwave.serving.servables import ServableManager
 from brainwave.serving.status import status_for
+from brainwave.serving.versions import AVAILABILITY_PRESERVING, VersionController
 
 log = logging.getLogger("brainwave.serving")
 
@@ -33,6 +37,8 @@ class ServerConfig:
     workers: int = 16
     max_items_per_request: int = 64
     metrics_port: int | None = None
+    # Order of loading and unloading when versions change: "availability" (load first) or "resource" (unload first)
+    load_policy: str = AVAILABILITY_PRESERVING
     # API keys: a KeyRing or KeyFile (see serving/auth.py); None serves without keys.
     keys: object | None = None
     # TLS: PEM files. With client_ca, clients must present a certificate signed by it (mutual TLS).
@@ -51,9 +57,13 @@ class ServerConfig:
 
 
 class ModelServer:
-    def __init__(self, manager: ServableManager, config: ServerConfig | None = None) -> None:
+    def __init__(self, manager: ServableManager, config: ServerConfig | None = None,
+                 loader: Callable[[Path], Pipeline] | None = None, registry=None) -> None:
+        """`loader` turns a model.zip into a Pipeline for versions loaded at run time (reloads, rollbacks)."""
         self.manager = manager
         self.config = config or ServerConfig()
+        self.controller = VersionController(manager, loader or Pipeline.load, self.config.load_policy)
+        self.registry = registry
         self.metrics = ServingMetrics()
         self.port: int | None = None
         self._server: grpc.Server | None = None
@@ -68,7 +78,8 @@ class ModelServer:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="grpc"),
                              options=options, interceptors=interceptors)
         prediction = PredictionHandlers(self.manager, self.metrics, cfg.max_items_per_request)
-        status = ModelStatusHandlers(self.manager)
+        status = ModelStatusHandlers(self.manager, self.controller, self.registry)
+        admin = AdminHandlers(self.manager, self.controller)
         a = api()
         server.add_generic_rpc_handlers((
             self._service(PREDICTION_SERVICE, {
@@ -82,6 +93,12 @@ class ModelServer:
                 "GetModelStatus": (status.get_model_status, a.GetModelStatusRequest, a.GetModelStatusResponse),
                 "HandleReloadConfigRequest": (status.handle_reload_config_request, a.ReloadConfigRequest, a.ReloadConfigResponse),
             }),
+            self._service(ADMIN_SERVICE, {
+                "GetVersionFigures": (admin.get_version_figures, a.GetVersionFiguresRequest, a.GetVersionFiguresResponse),
+                "SetCanary": (admin.set_canary, a.SetCanaryRequest, a.SetCanaryResponse),
+                "Promote": (admin.promote, a.PromoteRequest, a.PromoteResponse),
+                "Rollback": (admin.rollback, a.RollbackRequest, a.RollbackResponse),
+            }),
         ))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         _enable_reflection(server)
@@ -92,7 +109,7 @@ class ModelServer:
             raise OSError(f"cannot listen on {cfg.host}:{cfg.port}")
         server.start()
         self._server = server
-        for service in ("", PREDICTION_SERVICE, MODEL_SERVICE):
+        for service in ("", PREDICTION_SERVICE, MODEL_SERVICE, ADMIN_SERVICE):
             self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         if cfg.metrics_port is not None:
             self.metrics.serve_http(cfg.metrics_port)
@@ -151,5 +168,5 @@ def _enable_reflection(server: grpc.Server) -> None:
             pool.FindFileByName(proto.name)
         except KeyError:
             pool.Add(proto)
-    names = (PREDICTION_SERVICE, MODEL_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    names = (PREDICTION_SERVICE, MODEL_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(names, server, pool=pool)
