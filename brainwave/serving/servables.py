@@ -71,27 +71,38 @@ class Servable:
 
 
 @dataclass
-class CanaryRoute:
-    version: int
-    share: float  # fraction of unpinned requests sent to the canary
-    mirror_share: float = 0.0  # fraction of requests also run on the other version, to compare top-1
+class DeterministicShare:
+    """Picks a share of calls without randomness: over any n calls, `take()` is true floor(n*share) or
+    ceil(n*share) times, so a 10% canary gets 100 of 1000 requests, not 'about' 100."""
+
+    share: float
     _credit: float = 0.0
-    _mirror_credit: float = 0.0
 
     def take(self) -> bool:
-        """Deterministic split: over any n requests the canary gets floor or ceil of n * share."""
         self._credit += self.share
         if self._credit >= 1.0 - 1e-12:
             self._credit -= 1.0
             return True
         return False
 
+
+@dataclass
+class CanaryRoute:
+    version: int
+    share: float  # fraction of unpinned requests sent to the canary
+    mirror_share: float = 0.0  # fraction of canary-split requests also run on the other side, to compare top-1
+    _traffic: DeterministicShare = field(init=False, repr=False)
+    _mirroring: DeterministicShare = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._traffic = DeterministicShare(self.share)
+        self._mirroring = DeterministicShare(self.mirror_share)
+
+    def take(self) -> bool:
+        return self._traffic.take()
+
     def mirror(self) -> bool:
-        self._mirror_credit += self.mirror_share
-        if self._mirror_credit >= 1.0 - 1e-12:
-            self._mirror_credit -= 1.0
-            return True
-        return False
+        return self._mirroring.take()
 
 
 @dataclass
