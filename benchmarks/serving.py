@@ -135,7 +135,7 @@ def main() -> int:
     image = (Path(skimage.__file__).parent / "data" / "chelsea.png").read_bytes()
     workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     with console.status("building pipelines..."):
-        model_zip = load_builder(args.pipeline).build(workdir / args.pipeline / "model.zip")
+        model_zip = load_builder(args.pipeline).build_model_zip(workdir / args.pipeline / "model.zip")
         tiny_zip = tiny_pipeline_zip(workdir)
     results = {"pipeline": args.pipeline, "backend": args.backend, "image": "chelsea.png", "cpus": os.cpu_count()}
     with console.status("tiny pipeline: in-process vs gRPC..."):

@@ -78,7 +78,7 @@ def main() -> int:
     image = args.image or Path(skimage.__file__).parent / "data" / "chelsea.png"
 
     with console.status(f"Building the {args.pipeline} pipeline (model.zip)..."):
-        model_zip = load_builder(args.pipeline).build(args.workdir / args.pipeline / "model.zip")
+        model_zip = load_builder(args.pipeline).build_model_zip(args.workdir / args.pipeline / "model.zip")
     console.print(f"[green]built[/] {model_zip}")
 
     port = free_port()

@@ -40,7 +40,7 @@ def rocket_jpeg() -> bytes:
 def resnet50_zip(tmp_path_factory) -> Path:
     import build as resnet50_build  # pipelines/resnet50/build.py
 
-    return resnet50_build.build(tmp_path_factory.mktemp("resnet50") / "model.zip")
+    return resnet50_build.build_model_zip(tmp_path_factory.mktemp("resnet50") / "model.zip")
 
 
 @pytest.fixture(scope="session")

@@ -61,7 +61,7 @@ def classifier_graph(kernel: np.ndarray, bias: np.ndarray) -> tf.compat.v1.Graph
     return graph.as_graph_def()
 
 
-def build(out: Path, classifier_weights_path: Path | None = None) -> Path:
+def build_model_zip(out: Path, classifier_weights_path: Path | None = None) -> Path:
     workdir = Path(tempfile.mkdtemp(prefix="resnet50-pipeline-"))
     try:
         (workdir / "input_trans.pb").write_bytes(input_transform_graph().SerializeToString())
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("build/resnet50/model.zip"))
     parser.add_argument("--classifier-weights", type=Path, default=None)
     args = parser.parse_args()
-    print(build(args.out, args.classifier_weights))
+    print(build_model_zip(args.out, args.classifier_weights))
 
 
 if __name__ == "__main__":
