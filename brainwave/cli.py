@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--version", type=int, default=1, help="version number to serve the model as")
     serve.add_argument("--backend", default=None, help="featurizer backend: float, emulator or fpga (default: emulator if available)")
     serve.add_argument("--precision", default=None, help="NPU precision for emulator/fpga backends (e.g. bfp16, bfp12)")
+    serve.add_argument("--board", default=None, help="fpga backend: board overlay under bitstreams/ (kv260, zcu104, pynq-z2)")
+    serve.add_argument("--simulate", action=argparse.BooleanOptionalAction, default=None,
+                       help="fpga backend: run on the simulated board (default: simulate unless on a Zynq board)")
     serve.add_argument("--max-message-mb", type=int, default=64, help="largest gRPC message accepted or sent")
     serve.add_argument("--max-image-pixels", type=int, default=40_000_000)
     serve.add_argument("--workers", type=int, default=16, help="gRPC worker threads")
@@ -92,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the featurizer catalog (and registered models)")
     models.set_defaults(func=cmd_models)
+    try:
+        from brainwave.fpga.perf import add_estimate_arguments
+        add_estimate_arguments(models)
+    except ImportError:  # the fpga package is optional
+        pass
     models_sub = models.add_subparsers(metavar="ACTION")
     _add_registry_commands(sub, models_sub)
     return parser
@@ -180,7 +188,8 @@ def cmd_serve(args) -> int:
     if (args.model_zip is None) == (args.base_path is None):
         raise BrainwaveError("give either a model.zip or --base-path")
     backend = args.backend or default_backend()
-    options = {"precision": args.precision} if args.precision else {}
+    options = {key: value for key, value in (("precision", args.precision), ("board", args.board),
+                                             ("simulate", args.simulate)) if value is not None}
 
     def load(path: Path) -> Pipeline:
         return Pipeline.load(path, backend=backend, backend_options=options, max_image_pixels=args.max_image_pixels)
@@ -337,7 +346,16 @@ def cmd_score(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from brainwave.models import catalog_entries
+    from brainwave.models import build_featurizer, catalog_entries
+
+    if getattr(args, "estimate", None):
+        from brainwave.fpga.perf import print_estimate
+
+        for spec in catalog_entries():
+            with console.status(f"building {spec.model_ref} for the estimate..."):
+                model = build_featurizer(spec)
+            print_estimate(spec.model_ref, model, args.estimate, args.precision, args.per_layer)
+        return 0
 
     table = Table(title="Featurizer catalog (type: brainwave stages)")
     for column in ("model_ref", "versions", "input", "output", "weights", "description"):

@@ -1,0 +1,160 @@
+"""Run the HLS NPU kernel (hls/src/npu_kernel.cpp) as C-simulation through ctypes.
+
+The kernel is compiled by `make -C hls lib` into `hls/build/libnpu.so`, whose one entry point is the same
+function the FPGA runs:
+
+    void npu_run(const uint32_t *program, const uint8_t *weights, float *arena, uint32_t *status)
+
+`run_csim(program, x)` owns the buffers (arena sized from the program header, input written at
+`input_offset`, output read at `output_offset`) and returns the output with the kernel's wall time.
+`call_npu_run` is the raw call on caller-owned buffers (what the simulated board uses).
+Set BRAINWAVE_NPU_LIB to use a prebuilt library elsewhere (then nothing is built).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+HLS_DIR = Path(__file__).resolve().parents[2] / "hls"
+HEADER_WORDS = 16
+MAGIC = 0x504E5742
+
+STATUS_NAMES = {
+    0: "ok",
+    1: "bad magic",
+    2: "bad ISA version",
+    3: "bad opcode",
+    4: "out-of-bounds offset",
+    5: "invalid instruction field",
+}
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+
+
+class CsimError(RuntimeError):
+    pass
+
+
+class KernelStatusError(CsimError):
+    def __init__(self, status: int):
+        self.status = status
+        super().__init__(f"npu_run returned status {status} ({STATUS_NAMES.get(status, 'unknown')})")
+
+
+def library_path() -> Path:
+    env = os.environ.get("BRAINWAVE_NPU_LIB")
+    return Path(env) if env else HLS_DIR / "build" / "libnpu.so"
+
+
+def build_library() -> Path:
+    """`make -C hls lib` (a no-op when the library is up to date)."""
+    if not (HLS_DIR / "Makefile").is_file():
+        raise CsimError(f"no HLS sources at {HLS_DIR}; set BRAINWAVE_NPU_LIB to a built libnpu.so")
+    proc = subprocess.run(["make", "-C", str(HLS_DIR), "lib"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CsimError(f"building libnpu.so failed:\n{proc.stdout}\n{proc.stderr}")
+    return HLS_DIR / "build" / "libnpu.so"
+
+
+def load_library() -> ctypes.CDLL:
+    """The kernel library, built on first use unless BRAINWAVE_NPU_LIB names a prebuilt one."""
+    global _lib
+    with _lock:
+        if _lib is None:
+            path = library_path() if os.environ.get("BRAINWAVE_NPU_LIB") else build_library()
+            if not path.is_file():
+                raise CsimError(f"{path} does not exist")
+            lib = ctypes.CDLL(str(path))
+            lib.npu_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+            lib.npu_run.restype = None
+            _lib = lib
+        return _lib
+
+
+def call_npu_run(program: np.ndarray, weights: np.ndarray, arena: np.ndarray, status: np.ndarray) -> None:
+    """Raw kernel call on caller-owned, C-contiguous buffers (uint32, uint8, float32, uint32[1])."""
+    for name, arr, dtype in (
+        ("program", program, np.uint32),
+        ("weights", weights, np.uint8),
+        ("arena", arena, np.float32),
+        ("status", status, np.uint32),
+    ):
+        if arr.dtype != dtype or not arr.flags.c_contiguous:
+            raise TypeError(f"{name} must be a C-contiguous {np.dtype(dtype).name} array")
+    if not arena.flags.writeable or not status.flags.writeable:
+        raise TypeError("arena and status must be writeable")
+    load_library().npu_run(program.ctypes.data, weights.ctypes.data, arena.ctypes.data, status.ctypes.data)
+
+
+def _blobs(program) -> tuple[bytes, bytes]:
+    """(program bytes, weights bytes) from a compiled program object or a (program, weights) pair."""
+    if isinstance(program, (tuple, list)) and len(program) == 2:
+        return bytes(program[0]), bytes(program[1])
+    for prog_attr, w_attr in (("program_bytes", "weights_bytes"), ("program", "weights"), ("code", "weights")):
+        p = getattr(program, prog_attr, None)
+        w = getattr(program, w_attr, None)
+        if p is not None and w is not None:
+            p = p() if callable(p) else p
+            w = w() if callable(w) else w
+            if isinstance(p, (bytes, bytearray, memoryview, np.ndarray)) and isinstance(
+                w, (bytes, bytearray, memoryview, np.ndarray)
+            ):
+                return bytes(p), bytes(w)
+    to_bytes = getattr(program, "to_bytes", None)
+    if callable(to_bytes):
+        result = to_bytes()
+        if isinstance(result, tuple) and len(result) == 2:
+            return bytes(result[0]), bytes(result[1])
+    raise TypeError(f"cannot get program and weights bytes from {type(program).__name__}")
+
+
+def run_program_bytes(program_bytes: bytes, weights_bytes: bytes, x: np.ndarray) -> tuple[np.ndarray, float]:
+    if len(program_bytes) < HEADER_WORDS * 4 or len(program_bytes) % 4:
+        raise CsimError(f"program of {len(program_bytes)} bytes is not a whole header + instructions")
+    header = struct.unpack_from("<16I", program_bytes)
+    if header[0] != MAGIC:
+        raise KernelStatusError(1)
+    arena_words = header[3]
+    in_off, in_h, in_w, in_c = header[5:9]
+    out_off, out_h, out_w, out_c = header[9:13]
+    x = np.asarray(x, dtype=np.float32)
+    if x.size != in_h * in_w * in_c:
+        raise ValueError(f"input has {x.size} values, the program reads {in_h}x{in_w}x{in_c}")
+    if in_off + x.size > arena_words or out_off + out_h * out_w * out_c > arena_words:
+        raise KernelStatusError(4)
+    if len(weights_bytes) < header[4]:
+        raise CsimError(f"weights blob has {len(weights_bytes)} bytes, the header says {header[4]}")
+    prog = np.frombuffer(program_bytes, dtype="<u4").astype(np.uint32)
+    weights = np.frombuffer(weights_bytes, dtype=np.uint8).copy() if weights_bytes else np.zeros(1, np.uint8)
+    arena = np.zeros(max(arena_words, 1), dtype=np.float32)
+    arena[in_off : in_off + x.size] = x.reshape(-1)
+    status = np.full(1, 0xFFFFFFFF, dtype=np.uint32)
+    lib = load_library()  # build outside the timed region
+    t0 = time.perf_counter()
+    lib.npu_run(prog.ctypes.data, weights.ctypes.data, arena.ctypes.data, status.ctypes.data)
+    seconds = time.perf_counter() - t0
+    if int(status[0]) != 0:
+        raise KernelStatusError(int(status[0]))
+    out = arena[out_off : out_off + out_h * out_w * out_c].copy().reshape(out_h, out_w, out_c)
+    return out, seconds
+
+
+def run_csim(program, x: np.ndarray) -> tuple[np.ndarray, float]:
+    """Run a compiled program on input `x` through the C-simulated kernel: (output, kernel seconds).
+
+    `x` is HWC float32, optionally with a leading batch dimension of 1 (kept in the output).
+    """
+    program_bytes, weights_bytes = _blobs(program)
+    x = np.asarray(x, dtype=np.float32)
+    out, seconds = run_program_bytes(program_bytes, weights_bytes, x)
+    if x.ndim == 4:
+        out = out[np.newaxis]
+    return out, seconds

@@ -1,0 +1,72 @@
+"""A full-size program (ResNet-50's 53 convs, max pool, global pool at 224x224, random weights, built by
+tests/hls/synthetic.py) through PYNQ and the simulated board gives the same bytes as calling the kernel
+directly, on a real photo; and the performance model reads the same MACs from it as from the Keras network."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hls"))
+
+
+@pytest.fixture(scope="module")
+def resnet_program():
+    import synthetic
+
+    return synthetic.resnet50_like(prec=1, seed=3)
+
+
+def test_fpga_path_equals_direct_kernel_call(accel, resnet_program):
+    from skimage import data
+
+    from brainwave.fpga.driver import ProgramImage
+    from brainwave.npu import csim
+
+    program, weights = resnet_program
+    img = ProgramImage.from_bytes(program, weights)
+    assert img.input_shape == (224, 224, 3)
+    photo = data.chelsea()[:224, 50:274].astype(np.float32) / np.float32(255.0)
+    want, _ = csim.run_program_bytes(program, weights, photo)
+    got = accel.run(img, photo)
+    assert got.shape == want.shape == (1, 1, 2048)
+    assert got.tobytes() == want.tobytes()
+    assert np.isfinite(got).all() and np.count_nonzero(got) > 100
+
+
+def test_estimate_of_program_matches_keras_walk(resnet_program):
+    pytest.importorskip("keras")
+    from brainwave.fpga import perf
+    from brainwave.models.catalog import build_featurizer, resolve_featurizer
+
+    from_program = perf.estimate_layers(perf.layers_from_program(resnet_program[0]), "kv260")
+    from_keras = perf.estimate_layers(perf.layers_from_keras(build_featurizer(resolve_featurizer("resnet50"))),
+                                      "kv260")
+    assert from_program.macs == from_keras.macs
+    conv_p = from_program.by_op()["CONV2D"][1]
+    conv_k = from_keras.by_op()["CONV2D"][1]
+    assert abs(conv_p - conv_k) / conv_k < 0.05
+
+
+def test_deadline_shorter_than_the_kernel(resnet_program):
+    """A real run that outlasts its deadline: DEADLINE_EXCEEDED, the PL is reset (the late run's results are
+    discarded), and the next request with a sufficient deadline is exact."""
+    from brainwave.featurizer.backend import BackendTimeoutError
+    from brainwave.fpga.driver import NpuAccelerator, ProgramImage
+    from brainwave.npu import csim
+
+    program, weights = resnet_program
+    img = ProgramImage.from_bytes(program, weights)
+    x = np.random.default_rng(1).normal(0, 1, img.input_shape).astype(np.float32)
+    acc = NpuAccelerator("kv260", simulate=True, timeout_s=0.05)
+    try:
+        with pytest.raises(BackendTimeoutError, match="did not finish within 0.05 s"):
+            acc.run(img, x)
+        assert acc.resets == 1
+        acc.timeout_s = 60.0
+        want, _ = csim.run_program_bytes(program, weights, x)
+        assert acc.run(img, x).tobytes() == want.tobytes()
+    finally:
+        acc.close()

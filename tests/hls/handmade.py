@@ -1,0 +1,197 @@
+"""Hand-built NPU programs for the HLS tests, written straight from docs/npu-spec-draft.md section 2.
+
+Independent of brainwave.npu.compiler on purpose: these check the kernel against the spec text itself
+(field positions, weight packing, the quantizer), so a misreading shared by the compiler and the kernel
+would still show up here.
+"""
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+MAGIC = 0x504E5742
+FLT_MAX = np.finfo(np.float32).max
+
+HEADER_FIELDS = (
+    "magic isa_version num_instructions arena_words weights_bytes input_offset input_h input_w input_c "
+    "output_offset output_h output_w output_c insn_words"
+).split()
+INSN_FIELDS = (
+    "opcode activation precision in_offset in_h in_w in_c out_offset out_h out_w out_c kernel_h kernel_w "
+    "stride_h stride_w pad_top pad_left pad_bottom pad_right groups weight_mant_offset weight_exp_offset "
+    "bias_offset has_residual residual_offset in2_offset"
+).split()
+OP = {"conv2d": 1, "add": 2, "maxpool": 3, "avgpool": 4, "global_avgpool": 5, "activation": 6, "pad": 7}
+
+
+def pack_program(header: dict, insns: list[dict]) -> bytes:
+    words = [0] * 16
+    h = dict(header, magic=header.get("magic", MAGIC), isa_version=header.get("isa_version", 1),
+             num_instructions=len(insns), insn_words=header.get("insn_words", 32))
+    for k, v in h.items():
+        words[HEADER_FIELDS.index(k)] = v
+    for insn in insns:
+        w = [0] * 32
+        for k, v in insn.items():
+            w[INSN_FIELDS.index(k)] = OP[v] if k == "opcode" and isinstance(v, str) else v
+        words += w
+    return struct.pack(f"<{len(words)}I", *words)
+
+
+def ref_quantize(x: np.ndarray, mbits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Spec 1 quantizer for blocks along the last axis (length 16), in float64: (mantissas, exponents)."""
+    x = np.asarray(x, dtype=np.float32).astype(np.float64)
+    x = np.where(np.isnan(x), 0.0, x)
+    x = np.clip(x, -float(FLT_MAX), float(FLT_MAX))
+    amax = np.max(np.abs(x), axis=-1)
+    _, ex = np.frexp(amax)  # amax = f * 2^ex, f in [0.5, 1): floor(log2(amax)) = ex - 1
+    E = np.clip(ex - 1, -50, 50)
+    E = np.where(amax == 0, -50, E)
+    step = np.ldexp(1.0, E - (mbits - 1))
+    lim = 2**mbits - 1
+    m = np.clip(np.rint(x / step[..., None]), -lim, lim).astype(np.int64)
+    return m, E.astype(np.int64)
+
+
+def pack_mantissas(m: np.ndarray, mbits: int) -> bytes:
+    """Blocks (n, 16) of integer mantissas -> bfp16 int8 bytes or bfp12 nibbles (2i low, 2i+1 high)."""
+    m = np.asarray(m, dtype=np.int64).reshape(-1, 16)
+    if mbits == 7:
+        return m.astype(np.int8).tobytes()
+    nib = (m & 0xF).astype(np.uint8)
+    return (nib[:, 0::2] | (nib[:, 1::2] << 4)).astype(np.uint8).tobytes()
+
+
+def identity_conv_program(h: int, w: int, c: int, precision: int) -> tuple[bytes, bytes]:
+    """1x1 conv whose weights pick channel o for output o: the output is the dequantized input."""
+    mbits = 7 if precision == 1 else 3
+    nb = (c + 15) // 16
+    m = np.zeros((c, nb, 16), dtype=np.int64)
+    e = np.full((c, nb), -50, dtype=np.int64)
+    for o in range(c):
+        m[o, o // 16, o % 16] = 1 << (mbits - 1)  # the weight 1.0: E = 0, m = 2^(M-1)
+        e[o, o // 16] = 0
+    mant = pack_mantissas(m.reshape(-1, 16), mbits)
+    exps = e.reshape(-1).astype(np.int8).tobytes()
+    exp_off = len(mant)
+    bias_off = (exp_off + len(exps) + 3) // 4 * 4
+    weights = mant + exps + bytes(bias_off - exp_off - len(exps)) + bytes(4 * c)
+    n = h * w * c
+    insn = dict(opcode="conv2d", activation=0, precision=precision, in_offset=0, in_h=h, in_w=w, in_c=c,
+                out_offset=n, out_h=h, out_w=w, out_c=c, kernel_h=1, kernel_w=1, stride_h=1, stride_w=1,
+                groups=1, weight_mant_offset=0, weight_exp_offset=exp_off, bias_offset=bias_off)
+    header = dict(arena_words=2 * n, weights_bytes=len(weights), input_offset=0, input_h=h, input_w=w,
+                  input_c=c, output_offset=n, output_h=h, output_w=w, output_c=c)
+    return pack_program(header, [insn]), weights
+
+
+def ref_dequantize_pixels(x: np.ndarray, mbits: int) -> np.ndarray:
+    """What identity_conv_program outputs: every pixel's channel blocks quantized and dequantized."""
+    h, w, c = x.shape
+    nb = (c + 15) // 16
+    padded = np.zeros((h, w, nb * 16), dtype=np.float32)
+    padded[..., :c] = x
+    m, E = ref_quantize(padded.reshape(h, w, nb, 16), mbits)
+    step = np.ldexp(1.0, E - (mbits - 1))
+    deq = (m * step[..., None]).astype(np.float32).reshape(h, w, nb * 16)[..., :c]
+    return deq + np.float32(0.0)  # -0.0 cannot come out of the MAC (acc starts at +0.0)
+
+
+def smoke_program() -> tuple[bytes, bytes, np.ndarray, np.ndarray]:
+    """A small multi-instruction program whose result is exact integer arithmetic, computed here by hand.
+
+    input 4x4x20 integers -> PAD 1 -> CONV2D 3x3 (stride 1, 20->8, bfp16, relu, residual) -> MAXPOOL 2x2/2
+    -> ADD with itself -> GLOBAL_AVGPOOL -> output 1x1x8. Values stay small integers, so quantization and every
+    float addition are exact and the expected output follows from integer math.
+    """
+    rng = np.random.default_rng(1234)
+    H = W = 4
+    C, O = 20, 8
+    # inputs: every pixel block has amax 64..127 (E = 6, step 1), so quantization is exact
+    x = rng.integers(-127, 128, size=(H, W, C)).astype(np.float32)
+    x[..., 0] = 127.0
+    x[..., 16] = 100.0  # second block (channels 16..19) also has E = 6
+    # weights: integers in [-3, 3] with 3 present in every block -> E = 1, step 2^-5, m = 32 * w
+    wts = rng.integers(-3, 4, size=(O, 3, 3, C)).astype(np.int64)
+    wts[..., 0] = 3
+    wts[..., 16] = -3
+    bias = rng.integers(-50, 50, size=O).astype(np.float32)
+    # padded weight blocks (o, ky, kx, block, lane)
+    wb = np.zeros((O, 3, 3, 2, 16), dtype=np.int64)
+    wb[..., 0, :] = wts[..., :16]
+    wb[..., 1, :4] = wts[..., 16:]
+    m = wb * 32
+    e = np.ones((O, 3, 3, 2), dtype=np.int64)
+    mant = pack_mantissas(m.reshape(-1, 16), 7)
+    exps = e.reshape(-1).astype(np.int8).tobytes()
+    exp_off = len(mant)
+    bias_off = (exp_off + len(exps) + 15) // 16 * 16
+    weights = mant + exps + bytes(bias_off - exp_off - len(exps)) + bias.tobytes()
+
+    a_in = 0
+    a_pad = a_in + H * W * C
+    a_conv = a_pad + (H + 2) * (W + 2) * C
+    a_res = a_conv + H * W * O  # residual: written by the host? no: made by an ACTIVATION copy of conv input
+    a_pool = a_res + H * W * O
+    a_add = a_pool + 2 * 2 * O
+    a_out = a_add + 2 * 2 * O
+    arena_words = a_out + O
+    insns = [
+        dict(opcode="pad", in_offset=a_in, in_h=H, in_w=W, in_c=C, out_offset=a_pad, out_h=H + 2, out_w=W + 2,
+             out_c=C, pad_top=1, pad_left=1, pad_bottom=1, pad_right=1),
+        # residual tensor: relu of the first 8 channels is not expressible; use ACTIVATION relu6 on a
+        # 4x4x8 view that starts at the input (the first 128 input floats reinterpreted as 4x4x8)
+        dict(opcode="activation", activation=2, in_offset=a_in, in_h=H, in_w=W, in_c=O, out_offset=a_res,
+             out_h=H, out_w=W, out_c=O),
+        dict(opcode="conv2d", activation=1, precision=1, in_offset=a_pad, in_h=H + 2, in_w=W + 2, in_c=C,
+             out_offset=a_conv, out_h=H, out_w=W, out_c=O, kernel_h=3, kernel_w=3, stride_h=1, stride_w=1,
+             groups=1, weight_mant_offset=0, weight_exp_offset=exp_off, bias_offset=bias_off, has_residual=1,
+             residual_offset=a_res),
+        dict(opcode="maxpool", in_offset=a_conv, in_h=H, in_w=W, in_c=O, out_offset=a_pool, out_h=2, out_w=2,
+             out_c=O, kernel_h=2, kernel_w=2, stride_h=2, stride_w=2),
+        dict(opcode="add", in_offset=a_pool, in_h=2, in_w=2, in_c=O, out_offset=a_add, out_h=2, out_w=2, out_c=O,
+             in2_offset=a_pool),
+        dict(opcode="global_avgpool", in_offset=a_add, in_h=2, in_w=2, in_c=O, out_offset=a_out, out_h=1, out_w=1,
+             out_c=O),
+    ]
+    header = dict(arena_words=arena_words, weights_bytes=len(weights), input_offset=a_in, input_h=H, input_w=W,
+                  input_c=C, output_offset=a_out, output_h=1, output_w=1, output_c=O)
+    program = pack_program(header, insns)
+
+    # expected, in exact integer arithmetic
+    xi = x.astype(np.int64)
+    xp = np.zeros((H + 2, W + 2, C), dtype=np.int64)
+    xp[1:-1, 1:-1] = xi
+    conv = np.zeros((H, W, O), dtype=np.int64)
+    for y in range(H):
+        for xx in range(W):
+            conv[y, xx] = np.einsum("abc,oabc->o", xp[y : y + 3, xx : xx + 3], wts)
+    res = np.clip(xi.reshape(-1)[: H * W * O].reshape(H, W, O), 0, 6)
+    y = np.maximum(conv + bias.astype(np.int64) + res, 0)
+    pool = y.reshape(2, 2, 2, 2, O).max(axis=(1, 3))
+    add = 2 * pool
+    expected = (add.sum(axis=(0, 1)).astype(np.float64) / 4.0).astype(np.float32).reshape(1, 1, O)
+    assert np.all(np.abs(add) < 2**22), "smoke values must stay exact in float32"
+    return program, weights, x, expected
+
+
+def write_vectors(directory, program: bytes, weights: bytes, x: np.ndarray, expected: np.ndarray) -> None:
+    """The test bench's vector directory: program.bin, weights.bin, input.f32, expected.f32."""
+    from pathlib import Path
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "program.bin").write_bytes(program)
+    (d / "weights.bin").write_bytes(weights)
+    (d / "input.f32").write_bytes(np.ascontiguousarray(x, dtype="<f4").tobytes())
+    (d / "expected.f32").write_bytes(np.ascontiguousarray(expected, dtype="<f4").tobytes())
+
+
+if __name__ == "__main__":  # regenerate hls/tb/vectors/smoke: python tests/hls/handmade.py
+    import sys
+    from pathlib import Path
+
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "hls/tb/vectors/smoke"
+    write_vectors(out, *smoke_program())
+    print(f"wrote {out}")

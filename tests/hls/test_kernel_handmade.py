@@ -1,0 +1,150 @@
+"""The HLS kernel against the spec text itself: hand-built programs, an independent quantizer, status codes."""
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+import handmade
+from hls_paths import HLS, run_tb
+
+
+def test_smoke_vectors_are_current_and_pass(hls_build, tmp_path):
+    program, weights, x, expected = handmade.smoke_program()
+    vec = HLS / "tb" / "vectors" / "smoke"
+    assert (vec / "program.bin").read_bytes() == program
+    assert (vec / "weights.bin").read_bytes() == weights
+    assert (vec / "input.f32").read_bytes() == x.astype("<f4").tobytes()
+    assert (vec / "expected.f32").read_bytes() == expected.astype("<f4").tobytes()
+    proc = run_tb(hls_build["tb"], vec, out_name=str(tmp_path / "out.f32"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PASS" in proc.stdout
+    assert (tmp_path / "out.f32").read_bytes() == expected.astype("<f4").tobytes()
+
+
+def test_tb_reports_first_mismatch(hls_build, tmp_path):
+    program, weights, x, expected = handmade.smoke_program()
+    bad = expected.copy().reshape(-1)
+    bad[5] = np.nextafter(bad[5], np.float32(np.inf))  # one ulp off
+    handmade.write_vectors(tmp_path, program, weights, x, bad)
+    proc = run_tb(hls_build["tb"], tmp_path)
+    assert proc.returncode == 1
+    assert "FAIL: first mismatch at float index 5" in proc.stdout
+
+
+def _special_input(rng, h, w, c):
+    x = (rng.standard_normal((h, w, c)) * np.exp2(rng.integers(-70, 70, (h, w, c)))).astype(np.float32)
+    x[0, 0, :] = 0.0
+    x[0, 1, :] = -0.0
+    x[0, 2, :16] = np.float32(1e-45)  # smallest subnormal
+    x[0, 2, 3] = np.nan
+    x[0, 3, 5] = np.inf
+    x[0, 3, 6] = -np.inf
+    x[1, 0, :] = np.float32(3.0)  # all-equal block
+    x[1, 1, :16] = np.arange(16) - 7.5  # exact halves at step 1 (bfp16: amax 8 -> E 3, step 1/8)
+    x[1, 2, :16] = (np.arange(16) - 8) * 16.0 + 8.0  # amax 120 -> E 6, step 1: no rounding; halves for bfp12
+    x[1, 3, :16] = np.float32(2.0**-140) * np.arange(16)  # subnormal block, E clamped to -50
+    x[1, 4, :16] = np.float32(3e38) * np.linspace(-1, 1, 16, dtype=np.float32)  # E clamped to 50, saturation
+    x[2, 0, :16] = np.float32(127.5)  # ties to 128 -> saturates
+    return x
+
+
+@pytest.mark.parametrize("precision,mbits", [(1, 7), (2, 3)])
+def test_quantizer_matches_independent_reference(hls_build, precision, mbits):
+    """A 1x1 conv with one-hot weights outputs the dequantized input: compare with a float64 numpy quantizer."""
+    from brainwave.npu import csim
+
+    rng = np.random.default_rng(7 + precision)
+    x = _special_input(rng, 3, 6, 40)
+    program, weights = handmade.identity_conv_program(3, 6, 40, precision)
+    out, _ = csim.run_csim((program, weights), x)
+    ref = handmade.ref_dequantize_pixels(x, mbits)
+    assert out.shape == ref.shape
+    diff = np.flatnonzero(out.view(np.uint32) != ref.view(np.uint32))
+    assert diff.size == 0, f"first difference at {diff[0]}: {out.reshape(-1)[diff[0]]} vs {ref.reshape(-1)[diff[0]]}"
+
+
+def _status(program: bytes, weights: bytes, arena_words: int):
+    from brainwave.npu import csim
+
+    prog = np.frombuffer(program, dtype="<u4").astype(np.uint32)
+    w = np.frombuffer(weights, dtype=np.uint8).copy()
+    arena = np.full(arena_words, 1.25, dtype=np.float32)
+    status = np.full(1, 0xFFFFFFFF, dtype=np.uint32)
+    csim.call_npu_run(prog, w, arena, status)
+    return int(status[0]), arena
+
+
+def _patch(program: bytes, word: int, value: int) -> bytes:
+    b = bytearray(program)
+    struct.pack_into("<I", b, 4 * word, value)
+    return bytes(b)
+
+
+@pytest.mark.parametrize(
+    "word,value,expected",
+    [
+        (0, 0x12345678, 1),  # magic
+        (1, 2, 2),  # isa_version
+        (16 + 32 + 0, 99, 3),  # opcode of instruction 1
+        (16 + 32 + 7, 10_000, 4),  # out_offset of instruction 1 past the arena
+        (16 + 2 * 32 + 21, 1 << 20, 4),  # conv weight exponents past the blob
+        (16 + 2 * 32 + 19, 0, 5),  # conv groups = 0
+        (16 + 2 * 32 + 2, 3, 5),  # conv precision 3
+        (16 + 5 * 32 + 1, 7, 5),  # activation code 7
+    ],
+)
+def test_status_codes_reject_before_running(hls_build, word, value, expected):
+    program, weights, _, _ = handmade.smoke_program()
+    arena_words = struct.unpack_from("<I", program, 12)[0]
+    ok_status, ok_arena = _status(program, weights, arena_words)
+    assert ok_status == 0 and not np.all(ok_arena == 1.25)
+    status, arena = _status(_patch(program, word, value), weights, arena_words)
+    assert status == expected
+    assert np.all(arena == 1.25), "a rejected program must not touch the arena"
+
+
+def test_c_header_matches_generator():
+    """hls/src/npu_isa.h is generated from brainwave/npu/isa.py; the committed copy must be current."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("brainwave.npu.isa")
+    proc = subprocess.run([sys.executable, "-m", "brainwave.npu.isa", "--c-header"], capture_output=True,
+                          text=True, cwd=HLS.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert (HLS / "src" / "npu_isa.h").read_text() == proc.stdout
+
+
+def test_tb_and_library_agree_on_resnet50_shaped_program(hls_build, tmp_path):
+    """A 55-instruction ResNet-50-shaped program (random weights): the test bench reading files and libnpu.so
+    through ctypes give the same bytes, and the features are finite and not degenerate."""
+    import synthetic
+    from brainwave.npu import csim
+
+    program, weights = synthetic.resnet50_like(prec=1, seed=3)
+    x = (np.random.default_rng(3).standard_normal((224, 224, 3)) * 50).astype(np.float32)
+    out, seconds = csim.run_csim((program, weights), x)
+    assert out.shape == (1, 1, 2048)
+    assert np.all(np.isfinite(out)) and np.count_nonzero(out) > 1024
+    handmade.write_vectors(tmp_path, program, weights, x, out)
+    proc = run_tb(hls_build["tb"], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PASS: 2048 floats identical" in proc.stdout
+    print(f"\nResNet-50-shaped program, bfp16: C-sim {seconds:.2f} s")
+
+
+def test_run_csim_errors():
+    from brainwave.npu import csim
+
+    program, weights, x, _ = handmade.smoke_program()
+    with pytest.raises(ValueError, match="input has"):
+        csim.run_csim((program, weights), x[:2])
+    with pytest.raises(csim.KernelStatusError) as err:
+        csim.run_csim((_patch(program, 16 + 2 * 32 + 19, 0), weights), x)
+    assert err.value.status == 5
+    with pytest.raises(TypeError):
+        csim.run_csim(object(), x)
+    out, seconds = csim.run_csim((program, weights), x[None])  # batch dimension kept
+    assert out.shape == (1, 1, 1, 8) and seconds >= 0
