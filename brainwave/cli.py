@@ -57,26 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--base-path", type=Path, help="serve versions from BASE/<version>/model.zip (TF Serving layout)")
     serve.add_argument("--versions", default="latest", help="with --base-path: latest[:N], all, or 1,3 (default: latest)")
     serve.add_argument("--label", action="append", default=[], metavar="LABEL=VERSION", help="with --base-path, e.g. stable=1")
-    serve.add_argument("--load-policy", choices=["availability", "resource"], default="availability",
-                       help="on version changes: load new versions first (default) or unload old ones first")
-    serve.add_argument("--port", type=int, default=50051)
-    serve.add_argument("--host", default="0.0.0.0")
-    serve.add_argument("--name", help="model name clients ask for (default: the zip's folder or file name)")
-    serve.add_argument("--version", type=int, default=1, help="version number to serve the model as")
-    serve.add_argument("--backend", default=None, help="featurizer backend: float, emulator or fpga (default: emulator if available)")
-    serve.add_argument("--precision", default=None, help="NPU precision for emulator/fpga backends (e.g. bfp16, bfp12)")
-    serve.add_argument("--board", default=None, help="fpga backend: board overlay under bitstreams/ (kv260, zcu104, pynq-z2)")
-    serve.add_argument("--simulate", action=argparse.BooleanOptionalAction, default=None,
-                       help="fpga backend: run on the simulated board (default: simulate unless on a Zynq board)")
-    serve.add_argument("--max-message-mb", type=int, default=64, help="largest gRPC message accepted or sent")
-    serve.add_argument("--max-image-pixels", type=int, default=40_000_000)
-    serve.add_argument("--workers", type=int, default=16, help="gRPC worker threads")
-    serve.add_argument("--metrics-port", type=int, default=None, help="expose Prometheus metrics on this port")
-    serve.add_argument("--keys-file", type=Path, help='JSON {"primary": ..., "secondary": ...}; re-read when it changes')
-    serve.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
-    serve.add_argument("--tls-key", type=Path, help="server private key (PEM)")
-    serve.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA (mutual TLS)")
+    _add_serve_options(serve)
     serve.set_defaults(func=cmd_serve)
+
+    deploy = sub.add_parser("deploy", help="fetch NAME[:VERSION|@TAG] from the model registry (into a local cache) and serve it")
+    deploy.add_argument("target", help="NAME (latest), NAME:VERSION or NAME@TAG (the highest version with that tag)")
+    _add_serve_options(deploy)
+    try:
+        from brainwave.registry.cli import add_store_arguments
+        add_store_arguments(deploy)
+    except ImportError:
+        pass
+    deploy.set_defaults(func=cmd_deploy)
 
     score = sub.add_parser("score", help="score images against a running server and print the top classes")
     score.add_argument("images", nargs="+", type=Path)
@@ -103,6 +95,28 @@ def build_parser() -> argparse.ArgumentParser:
     models_sub = models.add_subparsers(metavar="ACTION")
     _add_registry_commands(sub, models_sub)
     return parser
+
+
+def _add_serve_options(parser) -> None:
+    parser.add_argument("--load-policy", choices=["availability", "resource"], default="availability",
+                       help="on version changes: load new versions first (default) or unload old ones first")
+    parser.add_argument("--port", type=int, default=50051)
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--name", help="model name clients ask for (default: the zip's folder or file name)")
+    parser.add_argument("--version", type=int, default=1, help="version number to serve the model as")
+    parser.add_argument("--backend", default=None, help="featurizer backend: float, emulator or fpga (default: emulator if available)")
+    parser.add_argument("--precision", default=None, help="NPU precision for emulator/fpga backends (e.g. bfp16, bfp12)")
+    parser.add_argument("--board", default=None, help="fpga backend: board overlay under bitstreams/ (kv260, zcu104, pynq-z2)")
+    parser.add_argument("--simulate", action=argparse.BooleanOptionalAction, default=None,
+                       help="fpga backend: run on the simulated board (default: simulate unless on a Zynq board)")
+    parser.add_argument("--max-message-mb", type=int, default=64, help="largest gRPC message accepted or sent")
+    parser.add_argument("--max-image-pixels", type=int, default=40_000_000)
+    parser.add_argument("--workers", type=int, default=16, help="gRPC worker threads")
+    parser.add_argument("--metrics-port", type=int, default=None, help="expose Prometheus metrics on this port")
+    parser.add_argument("--keys-file", type=Path, help='JSON {"primary": ..., "secondary": ...}; re-read when it changes')
+    parser.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
+    parser.add_argument("--tls-key", type=Path, help="server private key (PEM)")
+    parser.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA (mutual TLS)")
 
 
 def _add_admin_commands(sub) -> None:
@@ -179,14 +193,37 @@ def default_model_name(model_zip: Path) -> str:
 
 
 def cmd_serve(args) -> int:
-    from brainwave.pipeline import Pipeline
-    from brainwave.serving.servables import ServableManager
-    from brainwave.serving.server import ModelServer, ServerConfig
-
     from brainwave.serving.versions import DirectorySource, ModelPlan, VersionPolicy
 
     if (args.model_zip is None) == (args.base_path is None):
         raise BrainwaveError("give either a model.zip or --base-path")
+    plan = None
+    if args.base_path is not None:
+        plan = ModelPlan(args.name or args.base_path.resolve().name, DirectorySource(args.base_path),
+                         VersionPolicy.parse(args.versions), _labels(args.label))
+    return _serve(args, plan=plan)
+
+
+def cmd_deploy(args) -> int:
+    from brainwave.registry.cli import parse_target, registry_from
+    from brainwave.serving.registry_source import RegistrySource
+    from brainwave.serving.versions import ModelPlan, VersionPolicy
+
+    name, version, tag = parse_target(args.target)
+    registry = registry_from(args)
+    record = registry.get(name, version, tag)
+    console.print(f"deploying {name} version {record.version} from {registry.store.describe()}", soft_wrap=True)
+    args.model_zip = None
+    plan = ModelPlan(args.name or name, RegistrySource(registry, name), VersionPolicy("specific", specific=(record.version,)))
+    return _serve(args, plan=plan, registry=registry)
+
+
+def _serve(args, plan=None, registry=None) -> int:
+    """Serve args.model_zip, or the versions a plan names; until SIGINT/SIGTERM."""
+    from brainwave.pipeline import Pipeline
+    from brainwave.serving.servables import ServableManager
+    from brainwave.serving.server import ModelServer, ServerConfig
+
     backend = args.backend or default_backend()
     options = {key: value for key, value in (("precision", args.precision), ("board", args.board),
                                              ("simulate", args.simulate)) if value is not None}
@@ -211,16 +248,14 @@ def cmd_serve(args) -> int:
     config = ServerConfig(host=args.host, port=args.port, max_message_bytes=args.max_message_mb << 20,
                           workers=args.workers, metrics_port=args.metrics_port, keys=keys, tls_cert=args.tls_cert,
                           tls_key=args.tls_key, tls_client_ca=args.tls_client_ca, load_policy=args.load_policy)
-    server = ModelServer(manager, config, loader=load)
-    if args.base_path is not None:
-        name = args.name or args.base_path.resolve().name
-        plan = ModelPlan(name, DirectorySource(args.base_path), VersionPolicy.parse(args.versions), _labels(args.label))
-        with console.status(f"Loading {name} from {args.base_path} ({args.versions}) on the {backend} backend..."):
+    server = ModelServer(manager, config, loader=load, registry=registry)
+    if plan is not None:
+        with console.status(f"Loading {plan.name} from {plan.source!r} on the {backend} backend..."):
             server.controller.apply([plan])
     port = server.start()
     served = ", ".join(f"{n} v{','.join(str(s.version) for s in manager.versions(n))}" for n in manager.model_names())
     console.print(f"[green]Serving[/] {served} on {args.host}:{port} (gRPC Predict, model status, admin, health, "
-                  f"reflection). Ctrl-C to stop.")
+                  f"reflection). Ctrl-C to stop.", soft_wrap=True)
     stopping = threading.Event()
 
     def _stop(signum, frame):
