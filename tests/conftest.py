@@ -13,6 +13,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "pipelines" / "resnet50"))
 
 
+def free_port() -> int:
+    """A TCP port on loopback that is free right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def skimage_image(name: str) -> Path:
     import skimage
 

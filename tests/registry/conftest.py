@@ -7,15 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 AZURITE = REPO / ".azurite" / "node_modules" / ".bin" / "azurite-blob"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="  # Azurite's well-known dev key
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +21,7 @@ def azurite(tmp_path_factory):
     if not AZURITE.exists():
         pytest.fail(f"Azurite is not installed at {AZURITE}: run scripts/setup.sh --test "
                     "(it runs: npm install --prefix .azurite azurite@3)")
-    port = _free_port()
+    port = free_port()
     workdir = tmp_path_factory.mktemp("azurite")
     process = subprocess.Popen([str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
                                 "--skipApiVersionCheck", "--silent"],

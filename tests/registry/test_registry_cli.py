@@ -6,8 +6,8 @@ import time
 import grpc
 
 from brainwave.client import PredictionClient
-from tests.conftest import skimage_image, small_pipeline_zip
-from tests.serving.test_cli import _free_port, run_cli
+from tests.conftest import free_port, skimage_image, small_pipeline_zip
+from tests.serving.test_cli import run_cli
 
 
 def test_register_list_show_deploy_delete(tmp_path):
@@ -22,7 +22,7 @@ def test_register_list_show_deploy_delete(tmp_path):
     shown = run_cli("models", "show", "cat", "--registry", str(registry))
     assert "build=1" in shown.stdout and "build=2" in shown.stdout
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "brainwave.cli", "deploy", "cat:1", "--registry", str(registry),
                                "--host", "127.0.0.1", "--port", str(port), "--backend", "float"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -9,20 +9,14 @@ import grpc
 import numpy as np
 import pytest
 
-from tests.conftest import skimage_image
+from tests.conftest import free_port, skimage_image
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def served_process(resnet50_zip):
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "brainwave.cli", "serve", str(resnet50_zip), "--host", "127.0.0.1", "--port", str(port),
          "--backend", "float", "--name", "resnet50"],

@@ -7,8 +7,8 @@ import grpc
 import pytest
 
 from brainwave.client import PredictionClient
-from tests.conftest import skimage_image, small_pipeline_zip
-from tests.serving.test_cli import _free_port, run_cli
+from tests.conftest import free_port, skimage_image, small_pipeline_zip
+from tests.serving.test_cli import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def versioned_process(tmp_path_factory):
     base = tmp_path_factory.mktemp("cli-versions")
     for version in (1, 2, 3):
         small_pipeline_zip(base / str(version) / "model.zip", seed=version)
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "brainwave.cli", "serve", "--base-path", str(base), "--versions", "1,2",
          "--label", "stable=1", "--name", "small", "--host", "127.0.0.1", "--port", str(port), "--backend", "float"],

@@ -132,12 +132,6 @@ def test_health_stays_serving_after_warm_up_image(client):
     assert client.score_image(synthetic_png()).shape == (1000,)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_client_retries_unavailable_until_the_server_is_up(resnet50_pipeline, chelsea):
@@ -146,7 +140,9 @@ def test_client_retries_unavailable_until_the_server_is_up(resnet50_pipeline, ch
     from brainwave.serving.servables import ServableManager
     from tests.conftest import start_server
 
-    port = _free_port()
+    from tests.conftest import free_port
+
+    port = free_port()
     manager = ServableManager()
     manager.add("late", 1, resnet50_pipeline)
     started = []
