@@ -16,6 +16,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from brainwave.errors import BrainwaveError  # noqa: E402
+from brainwave.featurizer.backend import backend_names  # noqa: E402
 
 # Piped output (files, CI logs, other programs) gets room for wide tables instead of rich's 80 columns.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
@@ -104,7 +105,8 @@ def _add_serve_options(parser) -> None:
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--name", help="model name clients ask for (default: the zip's folder or file name)")
     parser.add_argument("--version", type=int, default=1, help="version number to serve the model as")
-    parser.add_argument("--backend", default=None, help="featurizer backend: float, emulator or fpga (default: emulator if available)")
+    parser.add_argument("--backend", default="emulator", choices=backend_names(),
+                        help="featurizer backend: emulator (bit-exact NPU in numpy, default), fpga or float (TensorFlow)")
     parser.add_argument("--precision", default=None, help="NPU precision for emulator/fpga backends (e.g. bfp16, bfp12)")
     parser.add_argument("--board", default=None, help="fpga backend: board overlay under bitstreams/ (kv260, zcu104, pynq-z2)")
     parser.add_argument("--simulate", action=argparse.BooleanOptionalAction, default=None,
@@ -180,14 +182,6 @@ def cmd_package(args) -> int:
     return 0
 
 
-def default_backend() -> str:
-    try:
-        import brainwave.npu.backend  # noqa: F401
-        return "emulator"
-    except ImportError:
-        return "float"
-
-
 def default_model_name(model_zip: Path) -> str:
     return model_zip.resolve().parent.name if model_zip.stem == "model" else model_zip.stem
 
@@ -224,7 +218,7 @@ def _serve(args, plan=None, registry=None) -> int:
     from brainwave.serving.servables import ServableManager
     from brainwave.serving.server import ModelServer, ServerConfig
 
-    backend = args.backend or default_backend()
+    backend = args.backend
     options = {key: value for key, value in (("precision", args.precision), ("board", args.board),
                                              ("simulate", args.simulate)) if value is not None}
 

@@ -95,24 +95,11 @@ def call_npu_run(program: np.ndarray, weights: np.ndarray, arena: np.ndarray, st
 
 
 def _blobs(program) -> tuple[bytes, bytes]:
-    """(program bytes, weights bytes) from a compiled program object or a (program, weights) pair."""
+    """(program bytes, weights bytes) from a brainwave.npu.isa.Program or a (program, weights) pair."""
     if isinstance(program, (tuple, list)) and len(program) == 2:
         return bytes(program[0]), bytes(program[1])
-    for prog_attr, w_attr in (("program_bytes", "weights_bytes"), ("program", "weights"), ("code", "weights")):
-        p = getattr(program, prog_attr, None)
-        w = getattr(program, w_attr, None)
-        if p is not None and w is not None:
-            p = p() if callable(p) else p
-            w = w() if callable(w) else w
-            if isinstance(p, (bytes, bytearray, memoryview, np.ndarray)) and isinstance(
-                w, (bytes, bytearray, memoryview, np.ndarray)
-            ):
-                return bytes(p), bytes(w)
-    to_bytes = getattr(program, "to_bytes", None)
-    if callable(to_bytes):
-        result = to_bytes()
-        if isinstance(result, tuple) and len(result) == 2:
-            return bytes(result[0]), bytes(result[1])
+    if callable(getattr(program, "program_bytes", None)) and hasattr(program, "weights"):
+        return program.program_bytes(), bytes(program.weights)
     raise TypeError(f"cannot get program and weights bytes from {type(program).__name__}")
 
 

@@ -1,5 +1,5 @@
 /* Brainwave NPU kernel: interface shared by the Vitis HLS top, the C-sim test bench and libnpu.so.
- * The contract (numerics, program format, status codes) is docs/npu-spec-draft.md. */
+ * The contract is docs/numerics.md (arithmetic) and docs/isa.md (program format, status codes). */
 #ifndef BW_NPU_KERNEL_H
 #define BW_NPU_KERNEL_H
 
@@ -7,17 +7,17 @@
 
 #include "npu_isa.h"
 
-/* Values written to *status (spec section 4). */
-#define NPU_STATUS_OK 0u
-#define NPU_STATUS_BAD_MAGIC 1u
-#define NPU_STATUS_BAD_VERSION 2u
-#define NPU_STATUS_BAD_OPCODE 3u
-#define NPU_STATUS_OUT_OF_BOUNDS 4u
-#define NPU_STATUS_BAD_FIELD 5u /* proposed in the draft: a field the kernel cannot execute */
+/* Values written to *status (docs/isa.md "Kernel interface"); the codes come from the generated header. */
+#define NPU_STATUS_OK BW_STATUS_OK
+#define NPU_STATUS_BAD_MAGIC BW_STATUS_BAD_MAGIC
+#define NPU_STATUS_BAD_VERSION BW_STATUS_BAD_VERSION
+#define NPU_STATUS_BAD_OPCODE BW_STATUS_BAD_OPCODE
+#define NPU_STATUS_OUT_OF_BOUNDS BW_STATUS_OUT_OF_BOUNDS
+#define NPU_STATUS_BAD_FIELD BW_STATUS_BAD_FIELD /* a field the kernel cannot execute */
 
 /* Sizes of the on-chip buffers. A CONV2D may have at most NPU_MAX_CHANNELS input and output channels
  * (ResNet-50 needs 2048, EfficientNet-Lite0 1280); larger ones are rejected with NPU_STATUS_BAD_FIELD. */
-#define NPU_MAX_CHANNELS 4096
+#define NPU_MAX_CHANNELS BW_MAX_CHANNELS
 #define NPU_MAX_BLOCKS (NPU_MAX_CHANNELS / BW_BLOCK)
 /* Output channels interleaved in the MAC pipeline: each lane owns one float32 accumulator, so the
  * accumulator recurrence has distance NPU_OLANES (>= the float adder latency) and the pipeline runs at II=1

@@ -1,0 +1,372 @@
+"""The NPU instruction set and binary program format (docs/isa.md): the one definition the compiler, the
+emulator, the FPGA driver and (through the generated C header) the HLS kernel share.
+
+A program is a 64-byte header and 128-byte instructions (little-endian uint32 words) plus a separate
+weights blob. `python -m brainwave.npu.isa --c-header` prints hls/src/npu_isa.h.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+
+from .numerics import BLOCK, EXP_MAX, EXP_MIN, Precision
+
+ISA_VERSION = 1
+MAGIC = 0x504E5742  # "BWNP" little-endian
+HEADER_WORDS = 16
+INSN_WORDS = 32
+MAX_CHANNELS = 4096  # the kernel's on-chip buffers: CONV2D in_c/out_c and GLOBAL_AVGPOOL C at most this
+
+
+class Opcode(IntEnum):
+    CONV2D = 1
+    ADD = 2
+    MAXPOOL = 3
+    AVGPOOL = 4
+    GLOBAL_AVGPOOL = 5
+    ACTIVATION = 6
+    PAD = 7
+
+
+class Activation(IntEnum):
+    NONE = 0
+    RELU = 1
+    RELU6 = 2
+
+
+class Status(IntEnum):
+    """What the kernel writes to *status, and what the emulator raises for the same program."""
+
+    OK = 0
+    BAD_MAGIC = 1
+    BAD_VERSION = 2
+    BAD_OPCODE = 3
+    OUT_OF_BOUNDS = 4
+    BAD_FIELD = 5
+
+
+STATUS_TEXT = {
+    Status.OK: "ok",
+    Status.BAD_MAGIC: "bad magic",
+    Status.BAD_VERSION: "bad ISA version",
+    Status.BAD_OPCODE: "bad opcode",
+    Status.OUT_OF_BOUNDS: "out-of-bounds offset",
+    Status.BAD_FIELD: "invalid instruction field",
+}
+
+# Word positions. Header words 14-15 and instruction words 26-31 are reserved (zero).
+HEADER_FIELDS = (
+    "magic", "isa_version", "num_instructions", "arena_words", "weights_bytes",
+    "input_offset", "input_h", "input_w", "input_c",
+    "output_offset", "output_h", "output_w", "output_c", "insn_words",
+)
+INSN_FIELDS = (
+    "opcode", "activation", "precision",
+    "in_offset", "in_h", "in_w", "in_c",
+    "out_offset", "out_h", "out_w", "out_c",
+    "kernel_h", "kernel_w", "stride_h", "stride_w",
+    "pad_top", "pad_left", "pad_bottom", "pad_right",
+    "groups", "weight_mant_offset", "weight_exp_offset", "bias_offset",
+    "has_residual", "residual_offset", "in2_offset",
+)
+
+
+class ProgramError(ValueError):
+    """A program the NPU refuses; `status` is the code the kernel would write."""
+
+    def __init__(self, status: Status, message: str):
+        self.status = Status(status)
+        super().__init__(f"{STATUS_TEXT[self.status]} (status {int(self.status)}): {message}")
+
+
+@dataclass
+class Instruction:
+    """One 32-word instruction; unused fields stay 0. `name` (the source layer) is metadata, not encoded."""
+
+    opcode: int
+    activation: int = 0
+    precision: int = 0
+    in_offset: int = 0
+    in_h: int = 0
+    in_w: int = 0
+    in_c: int = 0
+    out_offset: int = 0
+    out_h: int = 0
+    out_w: int = 0
+    out_c: int = 0
+    kernel_h: int = 0
+    kernel_w: int = 0
+    stride_h: int = 0
+    stride_w: int = 0
+    pad_top: int = 0
+    pad_left: int = 0
+    pad_bottom: int = 0
+    pad_right: int = 0
+    groups: int = 0
+    weight_mant_offset: int = 0
+    weight_exp_offset: int = 0
+    bias_offset: int = 0
+    has_residual: int = 0
+    residual_offset: int = 0
+    in2_offset: int = 0
+    name: str = field(default="", compare=False)
+
+    def words(self) -> list[int]:
+        w = [int(getattr(self, f)) for f in INSN_FIELDS]
+        return w + [0] * (INSN_WORDS - len(w))
+
+    @classmethod
+    def from_words(cls, words, name: str = "") -> "Instruction":
+        return cls(**{f: int(words[i]) for i, f in enumerate(INSN_FIELDS)}, name=name)
+
+    @property
+    def op(self) -> Opcode | int:
+        try:
+            return Opcode(self.opcode)
+        except ValueError:
+            return self.opcode
+
+    @property
+    def in_shape(self) -> tuple[int, int, int]:
+        return (self.in_h, self.in_w, self.in_c)
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        return (self.out_h, self.out_w, self.out_c)
+
+    @property
+    def is_depthwise(self) -> bool:
+        return self.groups == self.in_c and self.out_c == self.in_c
+
+    @property
+    def weight_blocks(self) -> int:
+        """Number of weight blocks a CONV2D reads."""
+        taps = self.kernel_h * self.kernel_w
+        if self.is_depthwise:
+            return taps * -(-self.in_c // BLOCK)
+        return self.out_c * taps * -(-(self.in_c // max(self.groups, 1)) // BLOCK)
+
+    @property
+    def macs(self) -> int:
+        if self.opcode != Opcode.CONV2D:
+            return 0
+        return self.out_h * self.out_w * self.out_c * self.kernel_h * self.kernel_w * (self.in_c // self.groups)
+
+
+@dataclass
+class Program:
+    """A compiled program: instructions, the weights blob and the arena layout (header fields)."""
+
+    instructions: list[Instruction]
+    weights: bytes
+    arena_words: int
+    input_offset: int
+    input_shape: tuple[int, int, int]
+    output_offset: int
+    output_shape: tuple[int, int, int]
+    isa_version: int = ISA_VERSION
+
+    def header_words(self) -> list[int]:
+        values = dict(
+            magic=MAGIC, isa_version=self.isa_version, num_instructions=len(self.instructions),
+            arena_words=self.arena_words, weights_bytes=len(self.weights), input_offset=self.input_offset,
+            input_h=self.input_shape[0], input_w=self.input_shape[1], input_c=self.input_shape[2],
+            output_offset=self.output_offset, output_h=self.output_shape[0], output_w=self.output_shape[1],
+            output_c=self.output_shape[2], insn_words=INSN_WORDS,
+        )
+        return [values[f] for f in HEADER_FIELDS] + [0] * (HEADER_WORDS - len(HEADER_FIELDS))
+
+    def program_bytes(self) -> bytes:
+        words = self.header_words()
+        for insn in self.instructions:
+            words += insn.words()
+        return struct.pack(f"<{len(words)}I", *words)
+
+    @classmethod
+    def from_bytes(cls, program: bytes, weights: bytes, names: list[str] | None = None) -> "Program":
+        """Decode blobs; checks the framing (magic, version, sizes) so a truncated file is an error here."""
+        program = bytes(program)
+        if len(program) < HEADER_WORDS * 4:
+            raise ProgramError(Status.BAD_FIELD, f"{len(program)} bytes is shorter than the 64-byte header")
+        h = dict(zip(HEADER_FIELDS, struct.unpack_from(f"<{len(HEADER_FIELDS)}I", program)))
+        if h["magic"] != MAGIC:
+            raise ProgramError(Status.BAD_MAGIC, f"magic 0x{h['magic']:08X} is not 0x{MAGIC:08X} (not an NPU program)")
+        if h["isa_version"] != ISA_VERSION:
+            raise ProgramError(Status.BAD_VERSION, f"program is ISA version {h['isa_version']}, this build "
+                               f"speaks {ISA_VERSION}; recompile the model")
+        if h["insn_words"] != INSN_WORDS:
+            raise ProgramError(Status.BAD_FIELD, f"insn_words is {h['insn_words']}, must be {INSN_WORDS}")
+        n = h["num_instructions"]
+        want = (HEADER_WORDS + n * INSN_WORDS) * 4
+        if len(program) != want:
+            raise ProgramError(Status.BAD_FIELD, f"{n} instructions need {want} bytes, the program has {len(program)}")
+        if len(weights) != h["weights_bytes"]:
+            raise ProgramError(Status.OUT_OF_BOUNDS, f"weights blob has {len(weights)} bytes, the header says "
+                               f"{h['weights_bytes']}")
+        words = struct.unpack_from(f"<{n * INSN_WORDS}I", program, HEADER_WORDS * 4)
+        names = list(names or [""] * n)
+        insns = [Instruction.from_words(words[i * INSN_WORDS:(i + 1) * INSN_WORDS], names[i] if i < len(names) else "")
+                 for i in range(n)]
+        return cls(insns, bytes(weights), h["arena_words"], h["input_offset"],
+                   (h["input_h"], h["input_w"], h["input_c"]), h["output_offset"],
+                   (h["output_h"], h["output_w"], h["output_c"]))
+
+    # --- files: one zip holding program.bin, weights.bin (what the HLS test bench reads) and layers.json
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".partial")
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("program.bin", self.program_bytes())
+            z.writestr("weights.bin", self.weights)
+            z.writestr("layers.json", json.dumps([i.name for i in self.instructions]))
+        tmp.replace(path)  # never a half-written program under the real name
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Program":
+        with zipfile.ZipFile(path) as z:
+            names = json.loads(z.read("layers.json")) if "layers.json" in z.namelist() else None
+            return cls.from_bytes(z.read("program.bin"), z.read("weights.bin"), names)
+
+    @property
+    def macs(self) -> int:
+        return sum(i.macs for i in self.instructions)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Validation: the kernel's rules (hls/src/npu_kernel.cpp `validate`), so the emulator refuses exactly the
+# programs the hardware refuses, with the same status.
+
+def _tensor_fits(offset: int, h: int, w: int, c: int, limit: int) -> bool:
+    return offset + h * w * c <= limit
+
+
+def _check_fields(d: Instruction) -> str | None:
+    """Why `d` has a field the kernel cannot execute (status BAD_FIELD), or None."""
+    if d.activation > Activation.RELU6:
+        return f"activation code {d.activation}"
+    op = d.opcode
+    if op == Opcode.CONV2D:
+        if d.precision not in (Precision.BFP16, Precision.BFP12):
+            return f"precision code {d.precision}"
+        if d.groups == 0 or d.in_c % d.groups or d.out_c % d.groups:
+            return f"groups {d.groups} must divide in_c {d.in_c} and out_c {d.out_c}"
+        if not (0 < d.in_c <= MAX_CHANNELS and 0 < d.out_c <= MAX_CHANNELS):
+            return f"channels {d.in_c}->{d.out_c} outside 1..{MAX_CHANNELS}"
+        if 0 in (d.kernel_h, d.kernel_w, d.stride_h, d.stride_w) or d.has_residual > 1:
+            return "zero kernel/stride or has_residual > 1"
+        if d.weight_mant_offset % 16 or d.bias_offset % 4:
+            return "weight_mant_offset must be 16-aligned and bias_offset 4-aligned"
+    elif op in (Opcode.MAXPOOL, Opcode.AVGPOOL):
+        if 0 in (d.kernel_h, d.kernel_w, d.stride_h, d.stride_w) or d.out_c != d.in_c:
+            return "pool with zero kernel/stride or out_c != in_c"
+    elif op == Opcode.GLOBAL_AVGPOOL:
+        if (d.out_h, d.out_w, d.out_c) != (1, 1, d.in_c) or d.in_c > MAX_CHANNELS:
+            return f"global average pool output must be 1x1x{d.in_c} (C <= {MAX_CHANNELS})"
+    elif op in (Opcode.ADD, Opcode.ACTIVATION):
+        if d.out_shape != d.in_shape:
+            return f"output {d.out_shape} differs from input {d.in_shape}"
+    elif op == Opcode.PAD:
+        if (d.out_c != d.in_c or d.out_h != d.in_h + d.pad_top + d.pad_bottom
+                or d.out_w != d.in_w + d.pad_left + d.pad_right):
+            return f"pad output {d.out_shape} is not input {d.in_shape} plus the pads"
+    return None
+
+
+def _check_bounds(d: Instruction, arena_words: int, weights_bytes: int) -> str | None:
+    if not _tensor_fits(d.in_offset, d.in_h, d.in_w, d.in_c, arena_words):
+        return "input tensor outside the arena"
+    if not _tensor_fits(d.out_offset, d.out_h, d.out_w, d.out_c, arena_words):
+        return "output tensor outside the arena"
+    if d.opcode == Opcode.ADD and not _tensor_fits(d.in2_offset, d.in_h, d.in_w, d.in_c, arena_words):
+        return "second operand outside the arena"
+    if d.opcode == Opcode.CONV2D:
+        if d.has_residual and not _tensor_fits(d.residual_offset, d.out_h, d.out_w, d.out_c, arena_words):
+            return "residual tensor outside the arena"
+        blocks = d.weight_blocks
+        bpb = Precision(d.precision).block_bytes
+        if (d.weight_mant_offset + blocks * bpb > weights_bytes or d.weight_exp_offset + blocks > weights_bytes
+                or d.bias_offset + 4 * d.out_c > weights_bytes):
+            return "weights outside the weights blob"
+    return None
+
+
+def validate(program: Program) -> None:
+    """Raise ProgramError with the kernel's status for the first problem, in the kernel's order."""
+    if program.isa_version != ISA_VERSION:
+        raise ProgramError(Status.BAD_VERSION, f"ISA version {program.isa_version}, expected {ISA_VERSION}")
+    aw = program.arena_words
+    if not (_tensor_fits(program.input_offset, *program.input_shape, aw)
+            and _tensor_fits(program.output_offset, *program.output_shape, aw)):
+        raise ProgramError(Status.OUT_OF_BOUNDS, "program input or output outside the arena")
+    for i, d in enumerate(program.instructions):
+        where = f"instruction {i}" + (f" ({d.name})" if d.name else "")
+        if d.opcode not in set(Opcode):
+            raise ProgramError(Status.BAD_OPCODE, f"{where}: opcode {d.opcode}")
+        problem = _check_fields(d)
+        if problem:
+            raise ProgramError(Status.BAD_FIELD, f"{where}: {problem}")
+        problem = _check_bounds(d, aw, len(program.weights))
+        if problem:
+            raise ProgramError(Status.OUT_OF_BOUNDS, f"{where}: {problem}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# C header
+
+def c_header() -> str:
+    """hls/src/npu_isa.h, generated so the kernel can never drift from this definition."""
+    lines = [
+        "/* GENERATED by `python -m brainwave.npu.isa --c-header` from brainwave/npu/isa.py: do not edit.",
+        " * The program format is docs/isa.md; tests/hls checks this file is current. */",
+        "#ifndef BW_NPU_ISA_H",
+        "#define BW_NPU_ISA_H",
+        "",
+        f"#define BW_MAGIC 0x{MAGIC:08X}u",
+        f"#define BW_ISA_VERSION {ISA_VERSION}u",
+        f"#define BW_HEADER_WORDS {HEADER_WORDS}u",
+        f"#define BW_INSN_WORDS {INSN_WORDS}u",
+        f"#define BW_BLOCK {BLOCK}",
+        f"#define BW_EXP_MIN ({EXP_MIN})",
+        f"#define BW_EXP_MAX {EXP_MAX}",
+        f"#define BW_MAX_CHANNELS {MAX_CHANNELS}",
+        "",
+    ]
+    lines += [f"#define BW_OP_{op.name} {op.value}u" for op in Opcode] + [""]
+    lines += [f"#define BW_ACT_{a.name} {a.value}u" for a in Activation] + [""]
+    lines += [f"#define BW_PREC_{p.name} {p.value}u" for p in Precision] + [""]
+    lines += [f"#define BW_STATUS_{s.name} {s.value}u" for s in Status] + [""]
+    lines += [f"#define BW_H_{name.upper()} {i}" for i, name in enumerate(HEADER_FIELDS)] + [""]
+    lines += [f"#define BW_I_{name.upper()} {i}" for i, name in enumerate(INSN_FIELDS)] + [""]
+    lines += ["#endif", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m brainwave.npu.isa", description=__doc__.splitlines()[0])
+    parser.add_argument("--c-header", action="store_true", help="print the C header for the HLS kernel")
+    parser.add_argument("--dump", metavar="PROGRAM", help="list the instructions of a saved program file")
+    args = parser.parse_args(argv)
+    if args.c_header:
+        sys.stdout.write(c_header())
+        return 0
+    if args.dump:
+        prog = Program.load(args.dump)
+        print(f"ISA v{prog.isa_version}: {len(prog.instructions)} instructions, arena {prog.arena_words} floats, "
+              f"weights {len(prog.weights)} bytes, input {prog.input_shape} output {prog.output_shape}")
+        for i, d in enumerate(prog.instructions):
+            print(f"{i:4d} {d.op.name if isinstance(d.op, Opcode) else d.opcode:<15} {str(d.in_shape):>16} -> "
+                  f"{str(d.out_shape):<16} {d.name}")
+        return 0
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""Block floating point as the NPU defines it (docs/numerics.md), implemented once for the compiler and emulator.
+
+A block is 16 float32 values along the channel axis. It is stored as one shared int8 exponent E and 16
+integer mantissas m; a value is m * 2^(E - (M-1)) where M is the precision's magnitude bits. Every
+function here is exact: quantization only scales by powers of two and rounds once (half to even), and a
+dequantized value is always a normal float32, so numpy, BLAS and the HLS kernel all see the same numbers.
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+BLOCK = 16
+EXP_MIN = -50
+EXP_MAX = 50
+FLT_MAX = np.float32(np.finfo(np.float32).max)
+CANONICAL_NAN_BITS = 0x7FC00000
+
+
+class Precision(IntEnum):
+    """MAC precisions; the value is the program's `precision` field."""
+
+    BFP16 = 1  # MSFP16-like: sign + 7-bit magnitude, 8-bit shared exponent per 16 values
+    BFP12 = 2  # MSFP12-like: sign + 3-bit magnitude
+
+    @property
+    def mantissa_bits(self) -> int:
+        return 7 if self is Precision.BFP16 else 3
+
+    @property
+    def max_mantissa(self) -> int:
+        return (1 << self.mantissa_bits) - 1
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @property
+    def block_bytes(self) -> int:
+        """Bytes of packed mantissas per block: int8 lanes for bfp16, two 4-bit lanes per byte for bfp12."""
+        return BLOCK * (self.mantissa_bits + 1) // 8
+
+    @classmethod
+    def parse(cls, value: "str | int | Precision") -> "Precision":
+        if isinstance(value, Precision):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls[value.upper()]
+            except KeyError:
+                pass
+        else:
+            try:
+                return cls(int(value))
+            except ValueError:
+                pass
+        names = ", ".join(p.label for p in cls)
+        raise ValueError(f"unknown NPU precision {value!r}; choose one of {names}")
+
+
+def pad_channels(x: np.ndarray) -> np.ndarray:
+    """Zero-pad the last axis to a multiple of BLOCK (float32)."""
+    x = np.asarray(x, dtype=np.float32)
+    c = x.shape[-1]
+    padded = -(-c // BLOCK) * BLOCK
+    if padded == c:
+        return x
+    out = np.zeros(x.shape[:-1] + (padded,), dtype=np.float32)
+    out[..., :c] = x
+    return out
+
+
+def shared_exponents(blocks: np.ndarray) -> np.ndarray:
+    """E per block (last axis = 16 finite float32 lanes): floor(log2(max |x|)) clamped; -50 for an all-zero block."""
+    amax = np.max(np.abs(blocks), axis=-1)
+    _, e = np.frexp(amax)  # amax = f * 2^e with f in [0.5, 1), exact also for subnormals
+    exps = np.clip(e.astype(np.int32) - 1, EXP_MIN, EXP_MAX)
+    exps[amax == 0] = EXP_MIN
+    return exps
+
+
+def _sanitize(x: np.ndarray) -> np.ndarray:
+    """NaN -> 0, +-Inf -> +-FLT_MAX (float32)."""
+    x = np.asarray(x, dtype=np.float32)
+    if np.isfinite(x).all():
+        return x
+    return np.nan_to_num(x, nan=0.0, posinf=FLT_MAX, neginf=-FLT_MAX)
+
+
+def quantize_blocks(blocks: np.ndarray, precision: Precision) -> tuple[np.ndarray, np.ndarray]:
+    """Blocks (..., 16) float32 -> (mantissas int8 (..., 16), exponents int8 (...))."""
+    if blocks.shape[-1] != BLOCK:
+        raise ValueError(f"blocks must have {BLOCK} lanes on the last axis, got shape {blocks.shape}")
+    x = _sanitize(blocks)
+    exps = shared_exponents(x)
+    # 1/step = 2^((M-1) - E) is a power of two in [2^-44, 2^56]: the product is exact (or < 0.5 when it
+    # underflows, which rounds to 0 as the exact quotient would).
+    inv_step = np.ldexp(np.float32(1.0), (precision.mantissa_bits - 1) - exps).astype(np.float32)
+    lim = precision.max_mantissa
+    m = np.clip(np.rint(x * inv_step[..., None]), -lim, lim)  # np.rint rounds half to even
+    return m.astype(np.int8), exps.astype(np.int8)
+
+
+def dequantize_blocks(mantissas: np.ndarray, exponents: np.ndarray, precision: Precision) -> np.ndarray:
+    """(m (..., 16), E (...)) -> float32 values m * 2^(E - (M-1)); exact, never subnormal."""
+    step = np.ldexp(np.float32(1.0), exponents.astype(np.int32) - (precision.mantissa_bits - 1)).astype(np.float32)
+    return mantissas.astype(np.float32) * step[..., None]
+
+
+def quantize_dequantize(x: np.ndarray, precision: Precision) -> np.ndarray:
+    """What the MAC unit sees of an activation tensor (..., C): per 16-channel block, quantized and
+    dequantized, channels zero-padded to a multiple of 16 (the padding stays in the result)."""
+    padded = pad_channels(_sanitize(x))
+    blocks = padded.reshape(padded.shape[:-1] + (-1, BLOCK))
+    exps = shared_exponents(blocks)
+    shift = (precision.mantissa_bits - 1) - exps
+    inv_step = np.ldexp(np.float32(1.0), shift).astype(np.float32)[..., None]
+    step = np.ldexp(np.float32(1.0), -shift).astype(np.float32)[..., None]
+    lim = np.float32(precision.max_mantissa)
+    m = np.clip(np.rint(blocks * inv_step), -lim, lim)
+    m += np.float32(0.0)  # -0.0 -> +0.0: a zero mantissa is an integer zero
+    return (m * step).reshape(padded.shape)
+
+
+def canonicalize_nan(y: np.ndarray) -> np.ndarray:
+    """Every NaN written to the arena is the quiet NaN 0x7FC00000 (in place; returns y)."""
+    nan = np.isnan(y)
+    if nan.any():
+        y.view(np.uint32)[nan] = CANONICAL_NAN_BITS
+    return y
+
+
+def pack_mantissas(mantissas: np.ndarray, precision: Precision) -> bytes:
+    """Blocks of int mantissas (n, 16) -> bytes: int8 lanes (bfp16) or 4-bit two's complement, lane 2i in
+    the low nibble and 2i+1 in the high nibble (bfp12)."""
+    m = np.asarray(mantissas, dtype=np.int8).reshape(-1, BLOCK)
+    if precision is Precision.BFP16:
+        return m.tobytes()
+    nib = (m.astype(np.uint8) & 0x0F)
+    return (nib[:, 0::2] | (nib[:, 1::2] << 4)).astype(np.uint8).tobytes()
+
+
+def unpack_mantissas(data: bytes | np.ndarray, blocks: int, precision: Precision) -> np.ndarray:
+    """Inverse of pack_mantissas: (blocks, 16) int8."""
+    raw = np.frombuffer(data, dtype=np.uint8, count=blocks * precision.block_bytes)
+    if precision is Precision.BFP16:
+        return raw.view(np.int8).reshape(blocks, BLOCK)
+    raw = raw.reshape(blocks, BLOCK // 2)
+    out = np.empty((blocks, BLOCK), dtype=np.int8)
+    out[:, 0::2] = ((raw & 0x0F) << 4).view(np.int8) >> 4  # sign-extend the nibble
+    out[:, 1::2] = (raw & 0xF0).view(np.int8) >> 4
+    return out
