@@ -85,7 +85,7 @@ def measure_overhead(model_zip: Path, backend: str | None, image: bytes, count: 
     from brainwave.client import PredictionClient
     from brainwave.pipeline import Pipeline
 
-    pipeline = Pipeline.load(model_zip, backend=backend or "float")
+    pipeline = Pipeline.load(model_zip, backend=backend)
     time_calls(lambda: pipeline.run(image), 3)
     in_process = time_calls(lambda: pipeline.run(image), count)
     pipeline.close()

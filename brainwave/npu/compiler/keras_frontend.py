@@ -187,7 +187,7 @@ class _Lowering:
             if act == Activation.NONE and type(nxt).__name__ == "BatchNormalization":
                 kernel, bias = self._fold_bn(nxt, kernel, bias, groups)
                 tail = nxt
-                names.append("bn")
+                names.append(nxt.name)
                 self.done.add(id(nxt))
         residual = None
         nxt = self.g.sole_consumer(self.g.out(tail))
@@ -196,7 +196,7 @@ class _Lowering:
             if len(others) == 1 and id(others[0]) in self.values and id(others[0]) not in self.pending_pads:
                 residual = self.values[id(others[0])]
                 tail = nxt
-                names.append("add")
+                names.append(nxt.name)
                 self.done.add(id(nxt))
         nxt = self.g.sole_consumer(self.g.out(tail))
         if act == Activation.NONE and type(nxt).__name__ in ("ReLU", "Activation"):
@@ -204,11 +204,11 @@ class _Lowering:
             if fused is not None:
                 act = fused
                 tail = nxt
-                names.append(fused.name.lower())
+                names.append(nxt.name)
                 self.done.add(id(nxt))
         kernel32 = kernel.astype(np.float32)  # folded in float64, rounded once, then quantized by the packer
         bias32 = bias.astype(np.float32)
-        name = "+".join(names)
+        name = "+".join(names)  # every Keras layer this instruction computes; the last one's output is its output
         if type(layer).__name__ == "Dense":
             out = self.b.dense(self.x(layer), kernel32, bias32, activation=act, residual=residual, name=name)
         else:
@@ -248,7 +248,8 @@ class _Lowering:
         out = operands[0]
         for i, other in enumerate(operands[1:]):
             last = i == len(operands) - 2
-            out = self.b.add(out, other, act if last else Activation.NONE, layer.name)
+            name = f"{layer.name}+{tail.name}" if last and tail is not layer else layer.name
+            out = self.b.add(out, other, act if last else Activation.NONE, name)
         self.values[id(self.g.out(tail))] = out
 
     def lower_zero_padding(self, layer) -> None:
