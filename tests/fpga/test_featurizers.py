@@ -1,7 +1,6 @@
 """Through the real PYNQ library and the simulated board, the fpga backend's output bytes equal the numpy
 emulator's for the catalog featurizers on a real photo (scikit-image's chelsea.png).
 
-Needs the NPU compiler and emulator (brainwave.npu.compiler / brainwave.npu.backend); skipped until they exist.
 """
 from __future__ import annotations
 
@@ -28,8 +27,6 @@ def _inputs(model_ref: str) -> np.ndarray:
 
 @pytest.mark.parametrize("model_ref", ["resnet50", "efficientnet-lite0"])
 def test_fpga_backend_equals_emulator_bytes(model_ref):
-    pytest.importorskip("brainwave.npu.compiler", reason="the NPU compiler is not in this build yet")
-    pytest.importorskip("brainwave.npu.backend", reason="the NPU emulator backend is not in this build yet")
     from brainwave.featurizer.backend import create_backend
     from brainwave.models.catalog import build_featurizer, resolve_featurizer
 

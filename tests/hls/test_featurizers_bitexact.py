@@ -82,13 +82,8 @@ def record():
 
 
 def test_resnet50_emulator_equals_csim(hls_build, record):
-    pytest.importorskip("brainwave.npu.compiler")
-    pytest.importorskip("brainwave.npu.emulator")
     _check("resnet50", resnet50_input(), hls_build, record)
 
 
 def test_efficientnet_lite0_emulator_equals_csim(hls_build, record):
-    pytest.importorskip("brainwave.models.efficientnet_lite0")
-    pytest.importorskip("brainwave.npu.compiler")
-    pytest.importorskip("brainwave.npu.emulator")
     _check("efficientnet-lite0", efficientnet_lite0_input(), hls_build, record)

@@ -26,9 +26,7 @@ class UnsupportedLayerError(CompileError):
 def _np(value) -> np.ndarray | None:
     if value is None:
         return None
-    import keras
-
-    return np.asarray(keras.ops.convert_to_numpy(value), dtype=np.float64)
+    return np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=np.float64)
 
 
 def _activation_of(layer) -> Activation | None:
@@ -265,4 +263,11 @@ class _Lowering:
 
 def compile_keras(model, precision: "str | Precision" = "bfp16") -> Program:
     """Compile a Keras functional featurizer to an NPU program (batch 1, channels-last)."""
+    if not hasattr(model, "operations"):  # a Sequential: its graph, as a functional model over the same layers
+        import keras
+
+        try:
+            model = keras.Model(model.inputs, model.outputs, name=model.name)
+        except (AttributeError, ValueError) as exc:
+            raise CompileError(f"model {model.name!r} has no graph yet; build it with keras.Input first") from exc
     return _Lowering(model, Precision.parse(precision)).run()

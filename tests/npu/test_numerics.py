@@ -1,0 +1,67 @@
+"""The quantizer in brainwave.npu.numerics against an independent float64 reading of docs/numerics.md."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from brainwave.npu.numerics import (
+    Precision, dequantize_blocks, pack_mantissas, quantize_blocks, quantize_dequantize, unpack_mantissas,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hls"))
+import cases  # noqa: E402  (value generators: zeros, tiny, huge, equal, negzero, nonfinite, wide)
+from handmade import ref_quantize  # noqa: E402
+
+
+@pytest.mark.parametrize("precision", list(Precision))
+@pytest.mark.parametrize("kind", cases.VALUE_KINDS + ("signedzeros",))
+def test_quantizer_matches_reference(precision, kind):
+    rng = np.random.default_rng(7)
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = cases.values(rng, (64, 16), kind)
+    m, e = quantize_blocks(x, precision)
+    want_m, want_e = ref_quantize(x, precision.mantissa_bits)
+    assert np.array_equal(m.astype(np.int64), want_m) and np.array_equal(e.astype(np.int64), want_e)
+    deq = quantize_dequantize(x, precision)
+    ref = (want_m * np.ldexp(1.0, want_e - (precision.mantissa_bits - 1))[:, None]).astype(np.float32) + np.float32(0)
+    assert deq.tobytes() == ref.tobytes()  # bytes: -0.0 never comes out, a zero mantissa is +0.0
+
+
+def test_rounding_is_half_to_even_and_saturates():
+    # amax 1.0 -> E = 0, step 2^-6 for bfp16: 0.5 + k/128 hits exact ties
+    x = np.zeros((1, 16), np.float32)
+    x[0, :4] = [1.0, 2.5 / 64, 3.5 / 64, -2.5 / 64]
+    m, e = quantize_blocks(x, Precision.BFP16)
+    assert e[0] == 0 and list(m[0, :4]) == [64, 2, 4, -2]
+    x[0, 0] = 1.999  # rounds to 128 steps -> saturates at 127
+    m, _ = quantize_blocks(x, Precision.BFP16)
+    assert m[0, 0] == 127
+
+
+def test_nonfinite_inputs_follow_the_rules():
+    x = np.zeros((1, 16), np.float32)
+    x[0, :3] = [np.nan, np.inf, -np.inf]
+    m, e = quantize_blocks(x, Precision.BFP12)
+    assert e[0] == 50 and list(m[0, :3]) == [0, 7, -7]  # NaN -> 0, inf -> +-FLT_MAX saturated, E clamped
+
+
+@pytest.mark.parametrize("precision", list(Precision))
+def test_pack_unpack_round_trip(precision):
+    rng = np.random.default_rng(3)
+    lim = precision.max_mantissa
+    m = rng.integers(-lim, lim + 1, (37, 16)).astype(np.int8)
+    packed = pack_mantissas(m, precision)
+    assert len(packed) == 37 * precision.block_bytes
+    assert np.array_equal(unpack_mantissas(packed, 37, precision), m)
+    e = rng.integers(-50, 51, 37).astype(np.int8)
+    deq = dequantize_blocks(m, e, precision)
+    assert deq.dtype == np.float32 and np.all(np.isfinite(deq))
+
+
+def test_precision_parse():
+    assert Precision.parse("bfp12") is Precision.BFP12 and Precision.parse(1) is Precision.BFP16
+    with pytest.raises(ValueError, match="choose one of bfp16, bfp12"):
+        Precision.parse("fp8")
