@@ -25,7 +25,6 @@ from .boards import BOARDS, Board, get_board
 PIPE_DEPTH = 12  # assumed pipeline depth of a loop entry (float adder + MAC tree + AXI read latency hidden)
 OLANES = 8
 BLOCK = 16
-OPS = {1: "CONV2D", 2: "ADD", 3: "MAXPOOL", 4: "AVGPOOL", 5: "GLOBAL_AVGPOOL", 6: "ACTIVATION", 7: "PAD"}
 
 # Published batch-1 ResNet-50 latencies (for context only: different hardware, numerics and precision).
 ANCHORS = [
@@ -116,74 +115,20 @@ def layer_macs(L: Layer) -> int:
     return L.out_shape[0] * L.out_shape[1] * L.out_shape[2] * L.kernel[0] * L.kernel[1] * (ic // L.groups)
 
 
-def layers_from_program(program: bytes) -> list[Layer]:
-    """Instructions of a compiled program (docs/npu-spec-draft.md section 2) as layers."""
-    h = struct.unpack_from("<16I", program)
+def layers_from_program(program) -> list[Layer]:
+    """The instructions of a compiled program (brainwave.npu.isa.Program, or its bytes) as layers."""
+    from brainwave.npu.isa import Opcode, Program
+
+    if isinstance(program, (bytes, bytearray)):
+        header = struct.unpack_from("<16I", program)
+        program = Program.from_bytes(program, bytes(header[4]))  # the estimate needs no weight values
     out = []
-    for i in range(h[2]):
-        w = struct.unpack_from("<32I", program, 64 + 128 * i)
-        out.append(Layer(OPS.get(w[0], f"OP{w[0]}"), tuple(w[4:7]), tuple(w[8:11]), tuple(w[11:13]),
-                         tuple(w[13:15]), tuple(w[15:19]), max(w[19], 1), w[2] or 1, name=f"insn{i}"))
+    for i, d in enumerate(program.instructions):
+        op = Opcode(d.opcode).name if d.opcode in set(Opcode) else f"OP{d.opcode}"
+        out.append(Layer(op, d.in_shape, d.out_shape, (d.kernel_h, d.kernel_w), (d.stride_h, d.stride_w),
+                         (d.pad_top, d.pad_left, d.pad_bottom, d.pad_right), max(d.groups, 1), d.precision or 1,
+                         name=d.name or f"insn{i}"))
     return out
-
-
-def layers_from_keras(model, precision: str = "bfp16") -> list[Layer]:
-    """Layers of a Keras featurizer, lowered the way the NPU compiler does (BN folded, activations fused)."""
-    prec = 1 if precision == "bfp16" else 2
-    layers: list[Layer] = []
-
-    def shp(t):
-        s = tuple(int(d) for d in t.shape[1:])
-        return s if len(s) == 3 else (1, 1, int(s[-1]))
-
-    def same_pads(i, k, s):
-        out = math.ceil(i / s)
-        total = max((out - 1) * s + k - i, 0)
-        return total // 2, total - total // 2
-
-    def flat(m):
-        for lyr in m.layers:
-            if hasattr(lyr, "layers") and type(lyr).__name__ in ("Functional", "Model", "Sequential"):
-                yield from flat(lyr)
-            else:
-                yield lyr
-
-    for lyr in flat(model):
-        kind = type(lyr).__name__
-        try:
-            ins, outs = shp(lyr.input), shp(lyr.output)
-        except (AttributeError, ValueError, TypeError):
-            continue
-        if kind in ("Conv2D", "DepthwiseConv2D", "Dense"):
-            if kind == "Dense":
-                k, s, pads, groups = (1, 1), (1, 1), (0, 0, 0, 0), 1
-                ins = (1, 1, int(math.prod(ins)))
-            else:
-                k, s = tuple(lyr.kernel_size), tuple(lyr.strides)
-                if lyr.padding == "same":
-                    pt, pb = same_pads(ins[0], k[0], s[0])
-                    pl, pr = same_pads(ins[1], k[1], s[1])
-                    pads = (pt, pl, pb, pr)
-                else:
-                    pads = (0, 0, 0, 0)
-                groups = ins[2] if kind == "DepthwiseConv2D" else getattr(lyr, "groups", 1)
-            layers.append(Layer("CONV2D", ins, outs, k, s, pads, groups, prec, lyr.name))
-        elif kind in ("MaxPooling2D", "AveragePooling2D"):
-            k, s = tuple(lyr.pool_size), tuple(lyr.strides)
-            pads = (0, 0, 0, 0)
-            if lyr.padding == "same":
-                pt, pb = same_pads(ins[0], k[0], s[0])
-                pl, pr = same_pads(ins[1], k[1], s[1])
-                pads = (pt, pl, pb, pr)
-            layers.append(Layer("MAXPOOL" if kind.startswith("Max") else "AVGPOOL", ins, outs, k, s, pads,
-                                name=lyr.name))
-        elif kind == "GlobalAveragePooling2D":
-            layers.append(Layer("GLOBAL_AVGPOOL", ins, (1, 1, ins[2]), name=lyr.name))
-        elif kind == "Add":
-            layers.append(Layer("ADD", outs, outs, name=lyr.name))
-        elif kind == "ZeroPadding2D":
-            layers.append(Layer("PAD", ins, outs, name=lyr.name))
-    return layers
 
 
 @dataclass
@@ -219,14 +164,10 @@ def estimate_layers(layers: list[Layer], board: str | Board) -> Estimate:
 
 
 def estimate_model(model, board: str | Board, precision: str = "bfp16") -> Estimate:
-    """Estimate for a Keras featurizer: from its compiled program when the compiler is installed."""
-    try:
-        from brainwave.npu.compiler import compile_keras
-    except ImportError:
-        return estimate_layers(layers_from_keras(model, precision), board)
-    program = compile_keras(model, precision=precision)
-    pb = program.program_bytes() if callable(getattr(program, "program_bytes", None)) else program.program
-    return estimate_layers(layers_from_program(pb), board)
+    """Estimate for a Keras featurizer, from the program the compiler makes of it."""
+    from brainwave.npu.compiler import compile_keras
+
+    return estimate_layers(layers_from_program(compile_keras(model, precision=precision)), board)
 
 
 def format_estimate(name: str, est: Estimate, per_layer: bool = False) -> str:
