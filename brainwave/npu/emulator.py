@@ -98,10 +98,10 @@ class _Conv:
             # never -0.0) is unchanged by adding it, exactly like the kernel skipping the tap.
             a = cells.reshape(d.out_h * d.out_w, -1)
             if self.mode == "dense":
-                nb = self.w.shape[1]
-                partials = np.matmul(a.reshape(-1, nb, BLOCK).transpose(1, 0, 2), self.w[t])  # (nb, HW, O)
-                for p in partials:
-                    np.add(acc, p, out=acc)
+                partial = np.empty_like(acc)
+                for b, w in enumerate(self.w[t]):  # one BLAS call per block, then the ordered float32 add
+                    np.matmul(a[:, b * BLOCK:(b + 1) * BLOCK], w, out=partial)
+                    np.add(acc, partial, out=acc)
             elif self.mode == "depthwise":
                 np.add(acc, a[:, :d.in_c] * self.w[t], out=acc)
             else:

@@ -110,17 +110,30 @@ def dequantize_blocks(mantissas: np.ndarray, exponents: np.ndarray, precision: P
 
 def quantize_dequantize(x: np.ndarray, precision: Precision) -> np.ndarray:
     """What the MAC unit sees of an activation tensor (..., C): per 16-channel block, quantized and
-    dequantized, channels zero-padded to a multiple of 16 (the padding stays in the result)."""
-    padded = pad_channels(_sanitize(x))
+    dequantized, channels zero-padded to a multiple of 16 (the padding stays in the result).
+
+    A zero mantissa may come out as -0.0 here; the MAC result is the same (acc is never -0.0, see
+    docs/numerics.md), and skipping the pass that would clear the sign keeps this hot path short.
+    Works on the float32 bit patterns: the exponent of max|x| is its biased exponent field, and anything
+    below 2^-50 (subnormals included) clamps to E = -50 anyway, so no frexp is needed.
+    """
+    padded = np.ascontiguousarray(pad_channels(x))
     blocks = padded.reshape(padded.shape[:-1] + (-1, BLOCK))
-    exps = shared_exponents(blocks)
-    shift = (precision.mantissa_bits - 1) - exps
-    inv_step = np.ldexp(np.float32(1.0), shift).astype(np.float32)[..., None]
-    step = np.ldexp(np.float32(1.0), -shift).astype(np.float32)[..., None]
+    magnitude_bits = blocks.view(np.uint32) & np.uint32(0x7FFFFFFF)
+    amax_bits = magnitude_bits.max(axis=-1)
+    if amax_bits.size and amax_bits.max() >= 0x7F800000:  # Inf or NaN somewhere: the slow, general path
+        return quantize_dequantize(_sanitize(padded), precision)
+    biased = (amax_bits >> np.uint32(23)).astype(np.int32)
+    exps = np.clip(biased - 127, EXP_MIN, EXP_MAX)  # amax == 0 has biased 0 -> clamps to EXP_MIN
+    shift = (precision.mantissa_bits - 1) - exps  # in [-44, 56]: both powers of two below are normal floats
+    inv_step = ((127 + shift) << 23).astype(np.uint32).view(np.float32)[..., None]
+    step = ((127 - shift) << 23).astype(np.uint32).view(np.float32)[..., None]
     lim = np.float32(precision.max_mantissa)
-    m = np.clip(np.rint(blocks * inv_step), -lim, lim)
-    m += np.float32(0.0)  # -0.0 -> +0.0: a zero mantissa is an integer zero
-    return (m * step).reshape(padded.shape)
+    q = blocks * inv_step
+    np.rint(q, out=q)  # half to even
+    np.clip(q, -lim, lim, out=q)
+    q *= step
+    return q.reshape(padded.shape)
 
 
 def canonicalize_nan(y: np.ndarray) -> np.ndarray:
