@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     models_sub = models.add_subparsers(metavar="ACTION")
     _add_registry_commands(sub, models_sub)
+
+    compile_ = sub.add_parser("compile", help="compile a catalog featurizer to an NPU program file (docs/isa.md)")
+    compile_.add_argument("model_ref", help="catalog featurizer, e.g. efficientnet-lite0 (see `brainwave models`)")
+    compile_.add_argument("--precision", default="bfp16", help="bfp16 (default) or bfp12")
+    compile_.add_argument("--weights", type=Path, help="weights file (default: the catalog's)")
+    compile_.add_argument("--out", type=Path, required=True, help="program file to write (.bwnp zip)")
+    compile_.set_defaults(func=cmd_compile)
     return parser
 
 
@@ -393,6 +400,24 @@ def cmd_models(args) -> int:
         table.add_row(spec.model_ref, ", ".join(spec.versions), "x".join(map(str, spec.input_shape)),
                       str(list(spec.output_dims)), spec.weights_note, spec.description)
     out.print(table)
+    return 0
+
+
+def cmd_compile(args) -> int:
+    from brainwave.models import build_featurizer, resolve_featurizer
+    from brainwave.npu.compiler import compile_keras
+
+    try:
+        with console.status(f"building {args.model_ref}..."):
+            model = build_featurizer(resolve_featurizer(args.model_ref), args.weights)
+        with console.status(f"compiling {args.model_ref} for the NPU ({args.precision})..."):
+            program = compile_keras(model, precision=args.precision)
+    except (LookupError, ValueError) as exc:  # unknown model, unknown precision, unsupported layer
+        raise BrainwaveError(str(exc)) from exc
+    path = program.save(args.out)
+    out.print(f"wrote {path}: {len(program.instructions)} instructions, {program.macs / 1e9:.2f} GMAC, "
+              f"weights {len(program.weights) / 1e6:.1f} MB, arena {program.arena_words * 4 / 1e6:.1f} MB; "
+              f"list it with `python -m brainwave.npu.isa --dump {path}`")
     return 0
 
 

@@ -104,3 +104,20 @@ def test_dump_cli(tmp_path):
     out = subprocess.run([sys.executable, "-m", "brainwave.npu.isa", "--dump", str(path)], capture_output=True,
                          text=True, check=True).stdout
     assert "6 instructions" in out and "CONV2D" in out and "GLOBAL_AVGPOOL" in out
+
+
+def test_brainwave_compile_writes_a_program_the_emulator_runs(tmp_path):
+    import subprocess
+
+    out = tmp_path / "lite0.bwnp"
+    proc = subprocess.run([sys.executable, "-m", "brainwave.cli", "compile", "efficientnet-lite0", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "50 instructions" in proc.stdout
+    program = Program.load(out)
+    assert program.input_shape == (224, 224, 3) and program.output_shape == (1, 1, 1280)
+    assert program.instructions[0].name.startswith("stem_conv")
+    proc = subprocess.run([sys.executable, "-m", "brainwave.cli", "compile", "efficientnet-lite0", "--out",
+                           str(tmp_path / "x.bwnp"), "--precision", "fp4"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "choose one of bfp16, bfp12" in proc.stdout + proc.stderr
+    assert not (tmp_path / "x.bwnp").exists()
