@@ -62,7 +62,7 @@ class ProgramImage:
 
     @classmethod
     def from_bytes(cls, program: bytes, weights: bytes) -> "ProgramImage":
-        """From raw blobs: the 64-byte header (docs/npu-spec-draft.md section 2) gives offsets and shapes."""
+        """From raw blobs: the 64-byte header (docs/isa.md) gives offsets and shapes."""
         program, weights = bytes(program), bytes(weights)
         if len(program) < HEADER_WORDS * 4:
             raise ValueError(f"program of {len(program)} bytes has no 64-byte header")

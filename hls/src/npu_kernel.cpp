@@ -1,7 +1,7 @@
 /* Brainwave NPU kernel (Vitis HLS C++; also compiled by g++ for C-simulation and libnpu.so).
  *
- * Interprets a program (docs/npu-spec-draft.md section 2) from external memory. The numerics follow spec
- * section 1 to the letter, with the arithmetic done the way hardware does it:
+ * Interprets a program (docs/isa.md) from external memory. The numerics follow docs/numerics.md
+ * to the letter, with the arithmetic done the way hardware does it:
  *   - block quantization works on the float32 bit patterns (integer max, exponent from the bits, integer
  *     round-half-to-even shift), which equals x / 2^k rounded to nearest even and saturated;
  *   - the MAC array multiplies int8 x int8 mantissas 16 lanes wide into an exact integer sum, scales it by a
@@ -38,7 +38,7 @@ inline float u2f(u32 u) {
 inline float pow2f(int k) { return u2f((u32)(k + 127) << 23); }
 
 /* Every value an instruction writes goes through here: a NaN is stored as the canonical quiet NaN 0x7FC00000
- * (draft section 5), because which NaN payload an IEEE add returns depends on operand order, which neither
+ * (docs/numerics.md, edge cases), because which NaN payload an IEEE add returns depends on operand order, which neither
  * C++ nor numpy pins down. */
 inline float canon(float y) {
 #pragma HLS INLINE

@@ -1,4 +1,4 @@
-"""Hand-built NPU programs for the HLS tests, written straight from docs/npu-spec-draft.md section 2.
+"""Hand-built NPU programs for the HLS tests, written straight from docs/isa.md.
 
 Independent of brainwave.npu.compiler on purpose: these check the kernel against the spec text itself
 (field positions, weight packing, the quantizer), so a misreading shared by the compiler and the kernel

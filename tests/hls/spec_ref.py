@@ -1,4 +1,4 @@
-"""A deliberately plain numpy reading of docs/npu-spec-draft.md section 1, for single-instruction programs.
+"""A deliberately plain numpy reading of docs/numerics.md, for single-instruction programs.
 
 Third executor next to the emulator and the kernel: written from the spec text only (no shared code with
 brainwave.npu), slow and simple. Float64 is used only where the spec says the result is exact (dequantized
@@ -14,7 +14,7 @@ F32 = np.float32
 
 
 def canon(y: np.ndarray) -> np.ndarray:
-    """Draft section 5: every NaN an instruction writes is the canonical quiet NaN 0x7FC00000."""
+    """docs/numerics.md: every NaN an instruction writes is the canonical quiet NaN 0x7FC00000."""
     y = np.array(y, dtype=F32)
     y.view(np.uint32)[np.isnan(y)] = 0x7FC00000
     return y
@@ -112,7 +112,7 @@ def ref_pool(x, *, is_max, out_h, out_w, kh, kw, sh, sw, pt, pl):
                 if 0 <= oy * sh - pt + ky < H and 0 <= ox * sw - pl + kx < W
             ]
             if not cells:
-                continue  # +0.0f (draft section 5)
+                continue  # +0.0f (docs/numerics.md, edge cases)
             if is_max:
                 m = cells[0].copy()
                 for v in cells[1:]:
