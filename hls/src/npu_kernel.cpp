@@ -38,7 +38,7 @@ inline float u2f(u32 u) {
 inline float pow2f(int k) { return u2f((u32)(k + 127) << 23); }
 
 /* Every value an instruction writes goes through here: a NaN is stored as the canonical quiet NaN 0x7FC00000
- * (docs/numerics.md, edge cases), because which NaN payload an IEEE add returns depends on operand order, which neither
+ * (docs/numerics.md "Edge cases"), because which NaN payload an IEEE add returns depends on operand order, which neither
  * C++ nor numpy pins down. */
 inline float canon(float y) {
 #pragma HLS INLINE
@@ -61,7 +61,7 @@ inline float load_f32(const uint8_t *weights, u32 byte_offset) {
     return u2f(u);
 }
 
-/* Quantizes one activation block x[0..15] (spec 1, "Quantizing one block"). mbits = magnitude bits M.
+/* Quantizes one activation block x[0..15] (docs/numerics.md "Quantizing a block"). mbits = magnitude bits M.
  * Writes the mantissas, returns the shared exponent E. */
 int quantize_block(const float x[BW_BLOCK], int mbits, int8_t m[BW_BLOCK]) {
 #pragma HLS INLINE

@@ -7,7 +7,7 @@
 
 #include "npu_isa.h"
 
-/* Values written to *status (docs/isa.md "Kernel interface"); the codes come from the generated header. */
+/* Values written to *status (docs/isa.md "Status codes and validation"); the codes come from the generated header. */
 #define NPU_STATUS_OK BW_STATUS_OK
 #define NPU_STATUS_BAD_MAGIC BW_STATUS_BAD_MAGIC
 #define NPU_STATUS_BAD_VERSION BW_STATUS_BAD_VERSION

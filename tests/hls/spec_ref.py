@@ -112,7 +112,7 @@ def ref_pool(x, *, is_max, out_h, out_w, kh, kw, sh, sw, pt, pl):
                 if 0 <= oy * sh - pt + ky < H and 0 <= ox * sw - pl + kx < W
             ]
             if not cells:
-                continue  # +0.0f (docs/numerics.md, edge cases)
+                continue  # +0.0f (docs/numerics.md "Edge cases")
             if is_max:
                 m = cells[0].copy()
                 for v in cells[1:]:

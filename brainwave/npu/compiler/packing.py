@@ -1,4 +1,4 @@
-"""Weights blob layout (docs/isa.md "Weights"): BFP mantissas, shared exponents and float32 biases per CONV2D."""
+"""Weights blob layout (docs/isa.md "Weights blob"): BFP mantissas, shared exponents and float32 biases per CONV2D."""
 from __future__ import annotations
 
 from dataclasses import dataclass
