@@ -40,6 +40,15 @@ class FeaturizerBackend(Protocol):
         ...
 
 
+def batch1_input(image: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
+    """`image` as float32 (1, *input_shape), or a ValueError saying what shape was expected."""
+    x = np.asarray(image, dtype=np.float32)
+    want = (1, *input_shape)
+    if x.shape != want:
+        raise ValueError(f"expected an image of shape {want}, got {x.shape}")
+    return x
+
+
 # name -> "module:factory"; imported lazily so that `float` never pulls in NPU or PYNQ code.
 # A factory takes (keras_model, options dict) and returns a FeaturizerBackend.
 _BACKENDS: dict[str, str] = {

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from brainwave.featurizer.backend import BackendError
+from brainwave.featurizer.backend import BackendError, batch1_input
 
 from .driver import NpuAccelerator, ProgramImage, shared_accelerator
 
@@ -31,10 +31,7 @@ class FpgaBackend:
     def run(self, image: np.ndarray) -> np.ndarray:
         if self._closed:
             raise RuntimeError("fpga backend is closed")
-        x = np.asarray(image, dtype=np.float32)
-        want = (1, *self.image.input_shape)
-        if x.shape != want:
-            raise ValueError(f"expected an image of shape {want}, got {x.shape}")
+        x = batch1_input(image, self.image.input_shape)
         return self.accelerator.run(self.image, x[0])[np.newaxis]
 
     def close(self) -> None:

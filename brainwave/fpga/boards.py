@@ -2,12 +2,11 @@
 
 Everything a driver, the simulated board, the .hwh generator and the performance model must agree on is read
 from one place: the kernel's `hls/npu_ip.json` (VLNV, register map) and the ISA version of the compiler
-(`brainwave.npu.isa.ISA_VERSION`, or the generated C header `hls/src/npu_isa.h` while the compiler is absent).
+(`brainwave.npu.isa.ISA_VERSION`).
 """
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -63,14 +62,6 @@ def npu_vlnv() -> str:
 
 def compiler_isa_version() -> int:
     """The ISA version programs are compiled for (what an overlay must implement)."""
-    try:
-        from brainwave.npu import isa  # the compiler's own definition, when it is installed
-    except ImportError:
-        isa = None
-    if isa is not None and hasattr(isa, "ISA_VERSION"):
-        return int(isa.ISA_VERSION)
-    header = (HLS_DIR / "src" / "npu_isa.h").read_text()
-    m = re.search(r"#define\s+BW_ISA_VERSION\s+(\d+)", header)
-    if not m:
-        raise RuntimeError("cannot find BW_ISA_VERSION in hls/src/npu_isa.h")
-    return int(m.group(1))
+    from brainwave.npu.isa import ISA_VERSION
+
+    return ISA_VERSION

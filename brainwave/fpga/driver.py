@@ -29,13 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from brainwave.featurizer.backend import BackendError, BackendTimeoutError, BackendUnavailableError
+from brainwave.npu.isa import HEADER_WORDS, MAGIC
 
 from .boards import BITSTREAMS_DIR, HLS_DIR, NPU_INSTANCE, compiler_isa_version, npu_ip, npu_vlnv
 from .compat import import_pynq
 from .hwh import OverlayError, check_hwh, load_manifest
 
-HEADER_WORDS = 16
-MAGIC = 0x504E5742
 STATUS_SENTINEL = 0xDEADBEEF
 GUARD_WORDS = 16
 GUARD_PATTERN = np.uint32(0x7FA5A5A5)  # a NaN pattern the kernel never writes (it canonicalises NaNs)

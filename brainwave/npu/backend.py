@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from brainwave.featurizer.backend import BackendError
+from brainwave.featurizer.backend import BackendError, batch1_input
 
 from .compiler import CompileError, compile_keras
 from .emulator import Emulator
@@ -25,10 +25,7 @@ class EmulatorBackend:
     def run(self, image: np.ndarray) -> np.ndarray:
         if self._closed:
             raise RuntimeError("emulator backend is closed")
-        x = np.asarray(image, dtype=np.float32)
-        want = (1, *self.program.input_shape)
-        if x.shape != want:
-            raise ValueError(f"expected an image of shape {want}, got {x.shape}")
+        x = batch1_input(image, self.program.input_shape)
         return self.emulator.run(x).reshape((1, *self.output_dims))
 
     def close(self) -> None:

@@ -22,18 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-HLS_DIR = Path(__file__).resolve().parents[2] / "hls"
-HEADER_WORDS = 16
-MAGIC = 0x504E5742
+from .isa import HEADER_WORDS, MAGIC, STATUS_TEXT
 
-STATUS_NAMES = {
-    0: "ok",
-    1: "bad magic",
-    2: "bad ISA version",
-    3: "bad opcode",
-    4: "out-of-bounds offset",
-    5: "invalid instruction field",
-}
+HLS_DIR = Path(__file__).resolve().parents[2] / "hls"
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -46,7 +37,7 @@ class CsimError(RuntimeError):
 class KernelStatusError(CsimError):
     def __init__(self, status: int):
         self.status = status
-        super().__init__(f"npu_run returned status {status} ({STATUS_NAMES.get(status, 'unknown')})")
+        super().__init__(f"npu_run returned status {status} ({STATUS_TEXT.get(status, 'unknown')})")
 
 
 def library_path() -> Path:
