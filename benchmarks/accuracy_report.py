@@ -30,10 +30,12 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
+from brainwave.npu.numerics import DEFAULT_PRECISION as DEFAULT_NPU_PRECISION, Precision
+
 REPO = Path(__file__).resolve().parents[1]
 NETWORKS = ("efficientnet-lite0", "resnet50")
-PRECISIONS = ("bfp16", "bfp12")
-DEFAULT_PRECISION = "bfp16"  # compile_keras's default
+PRECISIONS = tuple(p.label for p in Precision)
+DEFAULT_PRECISION = DEFAULT_NPU_PRECISION.label  # compile_keras's default
 GOAL = {"network": "efficientnet-lite0", "precision": DEFAULT_PRECISION, "top1_threshold": 0.98}
 # Colour photos in the scikit-image wheel (skimage.data function names); no downloads.
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle", "hubble_deep_field", "retina",

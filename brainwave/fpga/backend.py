@@ -5,7 +5,7 @@ it on the board's NPU. Options (all optional):
   board       bitstreams/<board> to load (default $BRAINWAVE_FPGA_BOARD or "kv260")
   simulate    True: the simulated board (C-sim kernel); False: real PYNQ hardware; default: simulate unless
               running on a Zynq (aarch64/armv7l)
-  precision   "bfp16" (default) or "bfp12"
+  precision   "bfp20" (default), "bfp16" or "bfp12"
   timeout_s   deadline of one request on the device (default 30)
   verify      run every request twice and compare (catches silent corruption; default False)
 """
@@ -48,9 +48,10 @@ def create(model, options: dict | None = None) -> FpgaBackend:
     options = dict(options or {})
     try:
         from brainwave.npu.compiler import compile_keras
+        from brainwave.npu.numerics import DEFAULT_PRECISION
     except ImportError as exc:
         raise BackendError(f"the fpga backend needs the NPU compiler (brainwave.npu.compiler): {exc}") from exc
 
-    program = compile_keras(model, precision=options.get("precision", "bfp16"))
+    program = compile_keras(model, precision=options.get("precision") or DEFAULT_PRECISION)
     image = ProgramImage.from_program(program)
     return FpgaBackend(accelerator_from_options(options), image)

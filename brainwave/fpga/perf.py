@@ -7,8 +7,8 @@ Derived from the kernel's structure (hls/src/npu_kernel.cpp, hls/README.md), not
   ceil(out_c/8)*8*ceil(Cg/16) cycles per tap; depthwise: one 16-channel block per cycle; groups that are not
   16-aligned walk chunks without pipelining (~len+depth cycles each). Then the vector unit: out_c cycles.
   Each pipelined loop entry pays its pipeline depth (PIPE_DEPTH cycles, assumed).
-- The 128-bit weight port delivers one bfp16 block (16 bytes) per cycle; a board whose PS slave port is
-  narrower (PYNQ-Z2: 64-bit HP) stretches the MAC loop by 16/port_bytes for bfp16.
+- The 128-bit weight port delivers one bfp16 block (16 bytes) per cycle; a wider block (bfp20: 32 bytes) or a
+  board whose PS slave port is narrower (PYNQ-Z2: 64-bit HP) stretches the MAC loop by block_bytes/port_bytes.
 - ADD / ACTIVATION / PAD / GLOBAL_AVGPOOL: one element per cycle; MAXPOOL/AVGPOOL: one window cell per cycle.
 Not modelled: DDR latency and bandwidth contention (arena reads are single floats through a 32-bit port),
 AXI burst efficiency, the achieved clock after place and route. Real latency will be higher; measure on
@@ -20,8 +20,11 @@ import math
 import struct
 from dataclasses import dataclass
 
+from brainwave.npu.numerics import DEFAULT_PRECISION, Precision
+
 from .boards import BOARDS, Board, get_board
 
+WEIGHT_PORT_BITS = 128  # the kernel's widened weights port (hls/src/npu_kernel.cpp, gmem1)
 PIPE_DEPTH = 12  # assumed pipeline depth of a loop entry (float adder + MAC tree + AXI read latency hidden)
 OLANES = 8
 BLOCK = 16
@@ -44,7 +47,7 @@ class Layer:
     stride: tuple = (1, 1)
     pads: tuple = (0, 0, 0, 0)  # top, left, bottom, right
     groups: int = 1
-    precision: int = 1  # 1 bfp16, 2 bfp12
+    precision: int = int(DEFAULT_PRECISION)  # the program's precision code (brainwave.npu.numerics.Precision)
     name: str = ""
 
 
@@ -83,14 +86,14 @@ def layer_cycles(L: Layer, board: Board) -> int:
         taps = _tap_counts(L)  # valid (pixel, tap) pairs
         nb_in = math.ceil(ic / BLOCK)
         quant = taps * (nb_in + PIPE_DEPTH)
-        port_bytes = board.hp_port_bits // 8
+        port_bytes = min(board.hp_port_bits, WEIGHT_PORT_BITS) // 8
         if L.groups == ic and oc == ic and L.groups > 1:  # depthwise
             mac = taps * (nb_in + PIPE_DEPTH)
         else:
             cg = ic // L.groups
             nbw = math.ceil(cg / BLOCK)
             if cg % BLOCK == 0 or L.groups == 1:
-                block_bytes = 16 if L.precision == 1 else 8
+                block_bytes = Precision(L.precision).block_bytes
                 stretch = max(1.0, block_bytes / port_bytes)
                 mac = taps * (math.ceil(oc / OLANES) * OLANES * nbw * stretch + PIPE_DEPTH)
             else:
@@ -126,7 +129,7 @@ def layers_from_program(program) -> list[Layer]:
     for i, d in enumerate(program.instructions):
         op = Opcode(d.opcode).name if d.opcode in set(Opcode) else f"OP{d.opcode}"
         out.append(Layer(op, d.in_shape, d.out_shape, (d.kernel_h, d.kernel_w), (d.stride_h, d.stride_w),
-                         (d.pad_top, d.pad_left, d.pad_bottom, d.pad_right), max(d.groups, 1), d.precision or 1,
+                         (d.pad_top, d.pad_left, d.pad_bottom, d.pad_right), max(d.groups, 1), d.precision or int(DEFAULT_PRECISION),
                          name=d.name or f"insn{i}"))
     return out
 
@@ -163,7 +166,7 @@ def estimate_layers(layers: list[Layer], board: str | Board) -> Estimate:
     return Estimate(board, layers, [layer_cycles(L, board) for L in layers])
 
 
-def estimate_model(model, board: str | Board, precision: str = "bfp16") -> Estimate:
+def estimate_model(model, board: str | Board, precision: str = DEFAULT_PRECISION.label) -> Estimate:
     """Estimate for a Keras featurizer, from the program the compiler makes of it."""
     from brainwave.npu.compiler import compile_keras
 
@@ -193,12 +196,12 @@ def add_estimate_arguments(parser) -> None:
     """Arguments for `brainwave models --estimate BOARD` (the lead wires this into the CLI)."""
     parser.add_argument("--estimate", metavar="BOARD", choices=sorted(BOARDS),
                         help="print the NPU latency ESTIMATE per layer for BOARD (" + ", ".join(sorted(BOARDS)) + ")")
-    parser.add_argument("--precision", choices=("bfp16", "bfp12"), default="bfp16",
-                        help="NPU precision for --estimate (default bfp16)")
+    parser.add_argument("--precision", choices=[p.label for p in Precision], default=DEFAULT_PRECISION.label,
+                        help=f"NPU precision for --estimate (default {DEFAULT_PRECISION.label})")
     parser.add_argument("--per-layer", action="store_true", help="with --estimate: one line per layer")
 
 
-def print_estimate(name: str, model, board: str, precision: str = "bfp16", per_layer: bool = False,
+def print_estimate(name: str, model, board: str, precision: str = DEFAULT_PRECISION.label, per_layer: bool = False,
                    file=None) -> Estimate:
     est = estimate_model(model, board, precision)
     print(format_estimate(f"{name} ({precision})", est, per_layer), file=file)
@@ -211,7 +214,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="NPU latency estimate for the catalog featurizers")
     ap.add_argument("board", choices=sorted(BOARDS))
     ap.add_argument("--model", choices=("resnet50", "efficientnet-lite0", "all"), default="all")
-    ap.add_argument("--precision", choices=("bfp16", "bfp12"), default="bfp16")
+    ap.add_argument("--precision", choices=[p.label for p in Precision], default=DEFAULT_PRECISION.label)
     ap.add_argument("--per-layer", action="store_true")
     args = ap.parse_args(argv)
     for name in (("resnet50", "efficientnet-lite0") if args.model == "all" else (args.model,)):

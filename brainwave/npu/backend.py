@@ -1,6 +1,6 @@
 """The `emulator` featurizer backend: the catalog network compiled to an NPU program and run bit-exactly in numpy.
 
-Options: `precision` ("bfp16", the default, or "bfp12").
+Options: `precision` ("bfp20", the default, "bfp16" or "bfp12"; docs/numerics.md).
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from brainwave.featurizer.backend import BackendError, batch1_input
 from .compiler import CompileError, compile_keras
 from .emulator import Emulator
 from .isa import Program
+from .numerics import DEFAULT_PRECISION
 
 
 class EmulatorBackend:
@@ -35,7 +36,7 @@ class EmulatorBackend:
 def create_emulator(model, options: dict | None = None) -> EmulatorBackend:
     options = dict(options or {})
     try:
-        program = compile_keras(model, precision=options.get("precision") or "bfp16")
+        program = compile_keras(model, precision=options.get("precision") or DEFAULT_PRECISION)
     except (CompileError, ValueError) as exc:
         raise BackendError(f"cannot compile {model.name!r} for the NPU: {exc}") from exc
     return EmulatorBackend(program, tuple(int(d) for d in model.outputs[0].shape[1:]))

@@ -4,7 +4,8 @@ Speed comes from one observation: once both operands of a MAC are dequantized (m
 float32), the dot product of one *chunk* (<= 16 lanes sharing both exponents) is an exact float32 sum in any
 order, so BLAS may compute every chunk partial. Only the float32 accumulation *across* chunks rounds, and
 that is done here one chunk at a time in the order the spec fixes (taps row-major, then chunks by
-ascending channel), as whole-tensor vector adds.
+ascending channel), as whole-tensor vector adds. In bfp20 a chunk's integer sum can need 26 bits: BLAS then
+works in float64 (still exact) and each partial is rounded once to float32, as the kernel's (float)isum is.
 """
 from __future__ import annotations
 
@@ -76,32 +77,39 @@ class _Conv:
         deq = dequantize_blocks(m, e, self.precision)
         self.bias = np.frombuffer(weights, dtype="<f4", count=d.out_c, offset=d.bias_offset).astype(F32)
         taps = d.kernel_h * d.kernel_w
+        # dtype of the chunk products: float32 is exact while a chunk sum fits 24 bits, float64 always is
+        self.blas = F32 if self.precision.chunk_sum_exact_in_float32 else np.float64
         if d.is_depthwise:
-            self.mode = "depthwise"
+            self.mode = "depthwise"  # one product per chunk (< 2^22 units): exact in float32 in every precision
             self.w = deq.reshape(taps, -1)[:, :d.in_c]  # (taps, C)
         elif d.groups == 1:
             self.mode = "dense"
             nb = -(-d.in_c // BLOCK)
             w = deq.reshape(d.out_c, taps, nb, BLOCK)
-            self.w = np.ascontiguousarray(w.transpose(1, 2, 3, 0))  # (taps, nb, 16, out_c)
+            self.w = np.ascontiguousarray(w.transpose(1, 2, 3, 0), dtype=self.blas)  # (taps, nb, 16, out_c)
         else:
             self.mode = "grouped"
             cg = d.in_c // d.groups
-            self.w = deq.reshape(d.out_c, taps, -1)[:, :, :cg]  # (out_c, taps, cg) group-local channels
+            self.w = deq.reshape(d.out_c, taps, -1)[:, :, :cg].astype(self.blas)  # (out_c, taps, cg) group-local
 
     def __call__(self, arena: np.ndarray) -> None:
         d = self.d
         x = quantize_dequantize(_view(arena, d.in_offset, d.in_shape), self.precision)
+        if self.mode != "depthwise":
+            x = x.astype(self.blas, copy=False)
         acc = np.zeros((d.out_h * d.out_w, d.out_c), dtype=F32)
+        partial = np.empty(acc.shape, dtype=self.blas)
+        rounded = partial if self.blas is F32 else np.empty_like(acc)
         for t, (cells, _) in enumerate(_windows(x, d)):
             # Out-of-input taps read zeros: their partial is +-0.0, and acc (which starts at +0.0 and so is
             # never -0.0) is unchanged by adding it, exactly like the kernel skipping the tap.
             a = cells.reshape(d.out_h * d.out_w, -1)
             if self.mode == "dense":
-                partial = np.empty_like(acc)
                 for b, w in enumerate(self.w[t]):  # one BLAS call per block, then the ordered float32 add
                     np.matmul(a[:, b * BLOCK:(b + 1) * BLOCK], w, out=partial)
-                    np.add(acc, partial, out=acc)
+                    if rounded is not partial:
+                        np.copyto(rounded, partial, casting="same_kind")  # float64 -> float32, nearest even
+                    np.add(acc, rounded, out=acc)
             elif self.mode == "depthwise":
                 np.add(acc, a[:, :d.in_c] * self.w[t], out=acc)
             else:
@@ -120,7 +128,7 @@ class _Conv:
             c = base
             while c < base + cg:  # chunks end at activation-block and weight-block boundaries
                 n = min(BLOCK - c % BLOCK, BLOCK - (c - base) % BLOCK, base + cg - c)
-                part = a[:, c:c + n] @ self.w[outs, t, c - base:c - base + n].T
+                part = (a[:, c:c + n] @ self.w[outs, t, c - base:c - base + n].T).astype(F32)
                 np.add(acc[:, outs], part, out=acc[:, outs])
                 c += n
 

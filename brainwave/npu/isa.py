@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .numerics import BLOCK, EXP_MAX, EXP_MIN, Precision
 
-ISA_VERSION = 1
+ISA_VERSION = 2  # 2: precision 3 (bfp20) and weight exponents checked to lie in [EXP_MIN, EXP_MAX]
 MAGIC = 0x504E5742  # "BWNP" little-endian
 HEADER_WORDS = 16
 INSN_WORDS = 32
@@ -253,7 +253,7 @@ def _check_fields(d: Instruction) -> str | None:
         return f"activation code {d.activation}"
     op = d.opcode
     if op == Opcode.CONV2D:
-        if d.precision not in (Precision.BFP16, Precision.BFP12):
+        if d.precision not in set(Precision):
             return f"precision code {d.precision}"
         if d.groups == 0 or d.in_c % d.groups or d.out_c % d.groups:
             return f"groups {d.groups} must divide in_c {d.in_c} and out_c {d.out_c}"
@@ -297,6 +297,17 @@ def _check_bounds(d: Instruction, arena_words: int, weights_bytes: int) -> str |
     return None
 
 
+def _check_weight_exponents(d: Instruction, weights: bytes) -> str | None:
+    """A CONV2D's block exponents outside [EXP_MIN, EXP_MAX] would take the scale 2^(Ea+Ew-2(M-1)) out of
+    float32's normal range, where the kernel and the emulator no longer agree (docs/numerics.md)."""
+    if d.opcode != Opcode.CONV2D:
+        return None
+    exps = memoryview(weights)[d.weight_exp_offset:d.weight_exp_offset + d.weight_blocks].cast("b")
+    if exps and not (EXP_MIN <= min(exps) and max(exps) <= EXP_MAX):
+        return f"weight block exponent outside [{EXP_MIN}, {EXP_MAX}] (min {min(exps)}, max {max(exps)})"
+    return None
+
+
 def validate(program: Program) -> None:
     """Raise ProgramError with the kernel's status for the first problem, in the kernel's order."""
     if program.isa_version != ISA_VERSION:
@@ -315,6 +326,9 @@ def validate(program: Program) -> None:
         problem = _check_bounds(d, aw, len(program.weights))
         if problem:
             raise ProgramError(Status.OUT_OF_BOUNDS, f"{where}: {problem}")
+        problem = _check_weight_exponents(d, program.weights)
+        if problem:
+            raise ProgramError(Status.BAD_FIELD, f"{where}: {problem}")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -341,6 +355,8 @@ def c_header() -> str:
     lines += [f"#define BW_OP_{op.name} {op.value}u" for op in Opcode] + [""]
     lines += [f"#define BW_ACT_{a.name} {a.value}u" for a in Activation] + [""]
     lines += [f"#define BW_PREC_{p.name} {p.value}u" for p in Precision] + [""]
+    lines += [f"#define BW_MBITS_{p.name} {p.mantissa_bits}" for p in Precision] + [""]
+    lines += [f"#define BW_BLOCK_BYTES_{p.name} {p.block_bytes}u" for p in Precision] + [""]
     lines += [f"#define BW_STATUS_{s.name} {s.value}u" for s in Status] + [""]
     lines += [f"#define BW_H_{name.upper()} {i}" for i, name in enumerate(HEADER_FIELDS)] + [""]
     lines += [f"#define BW_I_{name.upper()} {i}" for i, name in enumerate(INSN_FIELDS)] + [""]

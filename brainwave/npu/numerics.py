@@ -4,6 +4,7 @@ A block is 16 float32 values along the channel axis. It is stored as one shared 
 integer mantissas m; a value is m * 2^(E - (M-1)) where M is the precision's magnitude bits. Every
 function here is exact: quantization only scales by powers of two and rounds once (half to even), and a
 dequantized value is always a normal float32, so numpy, BLAS and the HLS kernel all see the same numbers.
+Mantissas are int16 arrays whatever the precision (bfp20 needs 12 bits); packing narrows them.
 """
 from __future__ import annotations
 
@@ -19,14 +20,16 @@ CANONICAL_NAN_BITS = 0x7FC00000
 
 
 class Precision(IntEnum):
-    """MAC precisions; the value is the program's `precision` field."""
+    """MAC precisions; the value is the program's `precision` field. Named like MSFP: the bits a value
+    costs counting its share of nothing but sign, magnitude and the 8-bit exponent."""
 
     BFP16 = 1  # MSFP16-like: sign + 7-bit magnitude, 8-bit shared exponent per 16 values
     BFP12 = 2  # MSFP12-like: sign + 3-bit magnitude
+    BFP20 = 3  # sign + 11-bit magnitude: one 12x12-bit multiply per lane (a DSP48 takes 27x18); the default
 
     @property
     def mantissa_bits(self) -> int:
-        return 7 if self is Precision.BFP16 else 3
+        return _MANTISSA_BITS[self]
 
     @property
     def max_mantissa(self) -> int:
@@ -38,8 +41,15 @@ class Precision(IntEnum):
 
     @property
     def block_bytes(self) -> int:
-        """Bytes of packed mantissas per block: int8 lanes for bfp16, two 4-bit lanes per byte for bfp12."""
-        return BLOCK * (self.mantissa_bits + 1) // 8
+        """Bytes of packed mantissas per block: two 4-bit lanes per byte (bfp12), int8 lanes (bfp16),
+        int16 little-endian lanes (bfp20)."""
+        return BLOCK * _LANE_BITS[self] // 8
+
+    @property
+    def chunk_sum_exact_in_float32(self) -> bool:
+        """Whether every chunk's integer sum, at most 16 * (2^M - 1)^2, fits float32's 24-bit significand.
+        If not (bfp20), the spec rounds (float)isum to nearest even, and the emulator's BLAS works in float64."""
+        return BLOCK * self.max_mantissa ** 2 < 2 ** 24
 
     @classmethod
     def parse(cls, value: "str | int | Precision") -> "Precision":
@@ -57,6 +67,11 @@ class Precision(IntEnum):
                 pass
         names = ", ".join(p.label for p in cls)
         raise ValueError(f"unknown NPU precision {value!r}; choose one of {names}")
+
+
+_MANTISSA_BITS = {Precision.BFP16: 7, Precision.BFP12: 3, Precision.BFP20: 11}
+_LANE_BITS = {Precision.BFP16: 8, Precision.BFP12: 4, Precision.BFP20: 16}
+DEFAULT_PRECISION = Precision.BFP20  # the one that keeps EfficientNet-Lite0 within 98% top-1 of float (docs)
 
 
 def pad_channels(x: np.ndarray) -> np.ndarray:
@@ -89,17 +104,17 @@ def _sanitize(x: np.ndarray) -> np.ndarray:
 
 
 def quantize_blocks(blocks: np.ndarray, precision: Precision) -> tuple[np.ndarray, np.ndarray]:
-    """Blocks (..., 16) float32 -> (mantissas int8 (..., 16), exponents int8 (...))."""
+    """Blocks (..., 16) float32 -> (mantissas int16 (..., 16), exponents int8 (...))."""
     if blocks.shape[-1] != BLOCK:
         raise ValueError(f"blocks must have {BLOCK} lanes on the last axis, got shape {blocks.shape}")
     x = _sanitize(blocks)
     exps = shared_exponents(x)
-    # 1/step = 2^((M-1) - E) is a power of two in [2^-44, 2^56]: the product is exact (or < 0.5 when it
+    # 1/step = 2^((M-1) - E) is a power of two in [2^-49, 2^60]: the product is exact (or < 0.5 when it
     # underflows, which rounds to 0 as the exact quotient would).
     inv_step = np.ldexp(np.float32(1.0), (precision.mantissa_bits - 1) - exps).astype(np.float32)
     lim = precision.max_mantissa
     m = np.clip(np.rint(x * inv_step[..., None]), -lim, lim)  # np.rint rounds half to even
-    return m.astype(np.int8), exps.astype(np.int8)
+    return m.astype(np.int16), exps.astype(np.int8)
 
 
 def dequantize_blocks(mantissas: np.ndarray, exponents: np.ndarray, precision: Precision) -> np.ndarray:
@@ -125,7 +140,7 @@ def quantize_dequantize(x: np.ndarray, precision: Precision) -> np.ndarray:
         return quantize_dequantize(_sanitize(padded), precision)
     biased = (amax_bits >> np.uint32(23)).astype(np.int32)
     exps = np.clip(biased - 127, EXP_MIN, EXP_MAX)  # amax == 0 has biased 0 -> clamps to EXP_MIN
-    shift = (precision.mantissa_bits - 1) - exps  # in [-44, 56]: both powers of two below are normal floats
+    shift = (precision.mantissa_bits - 1) - exps  # in [-48, 60]: both powers of two below are normal floats
     inv_step = ((127 + shift) << 23).astype(np.uint32).view(np.float32)[..., None]
     step = ((127 - shift) << 23).astype(np.uint32).view(np.float32)[..., None]
     lim = np.float32(precision.max_mantissa)
@@ -145,22 +160,27 @@ def canonicalize_nan(y: np.ndarray) -> np.ndarray:
 
 
 def pack_mantissas(mantissas: np.ndarray, precision: Precision) -> bytes:
-    """Blocks of int mantissas (n, 16) -> bytes: int8 lanes (bfp16) or 4-bit two's complement, lane 2i in
-    the low nibble and 2i+1 in the high nibble (bfp12)."""
-    m = np.asarray(mantissas, dtype=np.int8).reshape(-1, BLOCK)
+    """Blocks of int mantissas (n, 16) -> bytes: int8 lanes (bfp16), int16 little-endian lanes (bfp20) or
+    4-bit two's complement, lane 2i in the low nibble and 2i+1 in the high nibble (bfp12)."""
+    m = np.asarray(mantissas).reshape(-1, BLOCK)
+    if precision is Precision.BFP20:
+        return m.astype("<i2").tobytes()
+    m = m.astype(np.int8)
     if precision is Precision.BFP16:
         return m.tobytes()
-    nib = (m.astype(np.uint8) & 0x0F)
+    nib = (m.view(np.uint8) & 0x0F)
     return (nib[:, 0::2] | (nib[:, 1::2] << 4)).astype(np.uint8).tobytes()
 
 
 def unpack_mantissas(data: bytes | np.ndarray, blocks: int, precision: Precision) -> np.ndarray:
-    """Inverse of pack_mantissas: (blocks, 16) int8."""
+    """Inverse of pack_mantissas: (blocks, 16) int16."""
     raw = np.frombuffer(data, dtype=np.uint8, count=blocks * precision.block_bytes)
+    if precision is Precision.BFP20:
+        return raw.view("<i2").astype(np.int16).reshape(blocks, BLOCK)
     if precision is Precision.BFP16:
-        return raw.view(np.int8).reshape(blocks, BLOCK)
+        return raw.view(np.int8).astype(np.int16).reshape(blocks, BLOCK)
     raw = raw.reshape(blocks, BLOCK // 2)
-    out = np.empty((blocks, BLOCK), dtype=np.int8)
+    out = np.empty((blocks, BLOCK), dtype=np.int16)
     out[:, 0::2] = ((raw & 0x0F) << 4).view(np.int8) >> 4  # sign-extend the nibble
     out[:, 1::2] = (raw & 0xF0).view(np.int8) >> 4
     return out

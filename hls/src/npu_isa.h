@@ -4,7 +4,7 @@
 #define BW_NPU_ISA_H
 
 #define BW_MAGIC 0x504E5742u
-#define BW_ISA_VERSION 1u
+#define BW_ISA_VERSION 2u
 #define BW_HEADER_WORDS 16u
 #define BW_INSN_WORDS 32u
 #define BW_BLOCK 16
@@ -26,6 +26,15 @@
 
 #define BW_PREC_BFP16 1u
 #define BW_PREC_BFP12 2u
+#define BW_PREC_BFP20 3u
+
+#define BW_MBITS_BFP16 7
+#define BW_MBITS_BFP12 3
+#define BW_MBITS_BFP20 11
+
+#define BW_BLOCK_BYTES_BFP16 16u
+#define BW_BLOCK_BYTES_BFP12 8u
+#define BW_BLOCK_BYTES_BFP20 32u
 
 #define BW_STATUS_OK 0u
 #define BW_STATUS_BAD_MAGIC 1u

@@ -4,7 +4,8 @@
  * to the letter, with the arithmetic done the way hardware does it:
  *   - block quantization works on the float32 bit patterns (integer max, exponent from the bits, integer
  *     round-half-to-even shift), which equals x / 2^k rounded to nearest even and saturated;
- *   - the MAC array multiplies int8 x int8 mantissas 16 lanes wide into an exact integer sum, scales it by a
+ *   - the MAC array multiplies mantissas (up to 12 x 12 bits, bfp20) 16 lanes wide into an exact integer sum,
+ *     converts it to float32 (exact below 2^24, else rounded to nearest even: bfp20 only), scales it by a
  *     power of two (exact) and adds it to a float32 accumulator;
  *   - every float32 addition happens in the order the spec fixes. Output channels are interleaved
  *     (NPU_OLANES accumulators) so the adder recurrence does not limit the pipeline, but each accumulator
@@ -61,9 +62,21 @@ inline float load_f32(const uint8_t *weights, u32 byte_offset) {
     return u2f(u);
 }
 
+/* Magnitude bits M and packed bytes per weight block of a precision code (validated before use). */
+inline int mantissa_bits(u32 prec) {
+#pragma HLS INLINE
+    return prec == BW_PREC_BFP12 ? BW_MBITS_BFP12 : (prec == BW_PREC_BFP20 ? BW_MBITS_BFP20 : BW_MBITS_BFP16);
+}
+
+inline u32 block_bytes(u32 prec) {
+#pragma HLS INLINE
+    return prec == BW_PREC_BFP12 ? BW_BLOCK_BYTES_BFP12
+                                 : (prec == BW_PREC_BFP20 ? BW_BLOCK_BYTES_BFP20 : BW_BLOCK_BYTES_BFP16);
+}
+
 /* Quantizes one activation block x[0..15] (docs/numerics.md "Quantizing a block"). mbits = magnitude bits M.
  * Writes the mantissas, returns the shared exponent E. */
-int quantize_block(const float x[BW_BLOCK], int mbits, int8_t m[BW_BLOCK]) {
+int quantize_block(const float x[BW_BLOCK], int mbits, int16_t m[BW_BLOCK]) {
 #pragma HLS INLINE
     u32 mag[BW_BLOCK];
     u32 neg[BW_BLOCK];
@@ -124,57 +137,42 @@ int quantize_block(const float x[BW_BLOCK], int mbits, int8_t m[BW_BLOCK]) {
             r = q;
         }
         if (r > lim) r = lim;
-        m[i] = (int8_t)(neg[i] ? -(int)r : (int)r);
+        m[i] = (int16_t)(neg[i] ? -(int)r : (int)r);
     }
     return E;
 }
 
-/* Reads weight block `blk` (mantissas and exponent) from the weights blob. */
-int load_weight_block(const uint8_t *weights, u32 mant_off, u32 exp_off, u32 blk, bool bfp12,
-                      int8_t wm[BW_BLOCK]) {
+/* Mantissa of lane `l` of the packed weight block at `src` (docs/isa.md "Weights blob"): bfp16 int8 lanes,
+ * bfp20 int16 little-endian lanes, bfp12 4-bit two's complement with lane 2j in the low nibble of byte j. */
+inline int weight_lane(const uint8_t *src, u32 prec, int l) {
 #pragma HLS INLINE
-    if (!bfp12) {
-        const uint8_t *src = weights + mant_off + (u64)blk * 16u;
-        for (int i = 0; i < BW_BLOCK; i++) {
+    if (prec == BW_PREC_BFP16) return (int8_t)src[l];
+    if (prec == BW_PREC_BFP20) return (int16_t)(uint16_t)((u32)src[2 * l] | ((u32)src[2 * l + 1] << 8));
+    u32 byte = src[l >> 1];
+    u32 nib = (l & 1) ? (byte >> 4) : (byte & 0xFu);
+    return (int)(nib ^ 8u) - 8; /* sign-extend 4 bits */
+}
+
+/* Reads weight block `blk` (mantissas and exponent) from the weights blob. */
+int load_weight_block(const uint8_t *weights, u32 mant_off, u32 exp_off, u32 blk, u32 prec, int16_t wm[BW_BLOCK]) {
+#pragma HLS INLINE
+    const uint8_t *src = weights + mant_off + (u64)blk * block_bytes(prec);
+    for (int i = 0; i < BW_BLOCK; i++) {
 #pragma HLS UNROLL
-            wm[i] = (int8_t)src[i];
-        }
-    } else {
-        const uint8_t *src = weights + mant_off + (u64)blk * 8u;
-        for (int i = 0; i < BW_BLOCK; i++) {
-#pragma HLS UNROLL
-            /* element 2j in the low nibble of byte j, element 2j+1 in the high nibble; sign-extend 4 bits */
-            u32 byte = src[i >> 1];
-            u32 nib = (i & 1) ? (byte >> 4) : (byte & 0xFu);
-            wm[i] = (int8_t)((int)(nib ^ 8u) - 8);
-        }
+        wm[i] = (int16_t)weight_lane(src, prec, i);
     }
     return (int8_t)weights[exp_off + blk];
 }
 
-/* The 16-lane MAC: exact integer sum of activation x weight mantissas for one block pair. */
-int mac_bfp16(const uint8_t *wsrc, const int8_t a[BW_BLOCK]) {
+/* The 16-lane MAC: exact integer sum of activation x weight mantissas for one block pair
+ * (|sum| <= 16 * 2047^2 < 2^26 in bfp20, so an int holds it). */
+int mac16(const uint8_t *wsrc, u32 prec, const int16_t a[BW_BLOCK]) {
 #pragma HLS INLINE
     int isum = 0;
 MAC16:
     for (int l = 0; l < BW_BLOCK; l++) {
 #pragma HLS UNROLL
-        isum += (int)a[l] * (int)(int8_t)wsrc[l];
-    }
-    return isum;
-}
-
-/* bfp12 weights are 4-bit two's complement, element 2j in the low nibble of byte j, 2j+1 in the high one. */
-int mac_bfp12(const uint8_t *wsrc, const int8_t a[BW_BLOCK]) {
-#pragma HLS INLINE
-    int isum = 0;
-MAC16_NIBBLES:
-    for (int j = 0; j < BW_BLOCK / 2; j++) {
-#pragma HLS UNROLL
-        u32 byte = wsrc[j];
-        int lo = (int)((byte & 0xFu) ^ 8u) - 8;
-        int hi = (int)((byte >> 4) ^ 8u) - 8;
-        isum += (int)a[2 * j] * lo + (int)a[2 * j + 1] * hi;
+        isum += (int)a[l] * weight_lane(wsrc, prec, l);
     }
     return isum;
 }
@@ -233,6 +231,27 @@ bool tensor_fits(u32 offset, u32 h, u32 w, u32 c, u32 limit) {
 
 bool bytes_fit(u32 offset, u64 n, u32 limit) { return n <= 0xFFFFFFFFFFull && (u64)offset + n <= (u64)limit; }
 
+/* Number of weight blocks a CONV2D reads (docs/isa.md "Weights blob"). */
+u64 weight_blocks(const Insn &d) {
+    u64 taps = (u64)d.kh * d.kw;
+    return is_depthwise(d) ? taps * ceil16(d.in_c) : (u64)d.out_c * taps * ceil16(d.in_c / d.groups);
+}
+
+/* Weight exponents outside [BW_EXP_MIN, BW_EXP_MAX] would take the MAC scale 2^(Ea + Ew - 2(M-1)) out of float32's
+ * normal range (pow2f needs [-126, 127]); such a program is refused. Runs after validate(): the bytes are in bounds. */
+u32 check_weight_exponents(const Insn &d, const uint8_t *weights) {
+    if (d.op != BW_OP_CONV2D) return NPU_STATUS_OK;
+    const u64 n = weight_blocks(d);
+EXPONENTS:
+    for (u64 i = 0; i < n; i++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 65536 avg = 4096
+#pragma HLS PIPELINE II = 1
+        int e = (int8_t)weights[d.exp_off + i];
+        if (e < BW_EXP_MIN || e > BW_EXP_MAX) return NPU_STATUS_BAD_FIELD;
+    }
+    return NPU_STATUS_OK;
+}
+
 /* Checks one instruction before anything runs: a program the kernel cannot execute safely is rejected
  * as a whole and the arena is left untouched. */
 u32 validate(const Insn &d, u32 arena_words, u32 weights_bytes) {
@@ -250,7 +269,7 @@ u32 validate(const Insn &d, u32 arena_words, u32 weights_bytes) {
     }
     if (d.act > BW_ACT_RELU6) return NPU_STATUS_BAD_FIELD;
     if (d.op == BW_OP_CONV2D) {
-        if (d.prec != BW_PREC_BFP16 && d.prec != BW_PREC_BFP12) return NPU_STATUS_BAD_FIELD;
+        if (d.prec != BW_PREC_BFP16 && d.prec != BW_PREC_BFP12 && d.prec != BW_PREC_BFP20) return NPU_STATUS_BAD_FIELD;
         if (d.groups == 0 || d.in_c % d.groups != 0 || d.out_c % d.groups != 0) return NPU_STATUS_BAD_FIELD;
         if (d.in_c == 0 || d.out_c == 0 || d.in_c > NPU_MAX_CHANNELS || d.out_c > NPU_MAX_CHANNELS)
             return NPU_STATUS_BAD_FIELD;
@@ -280,8 +299,8 @@ u32 validate(const Insn &d, u32 arena_words, u32 weights_bytes) {
         if (d.has_res && !tensor_fits(d.res_off, d.out_h, d.out_w, d.out_c, arena_words))
             return NPU_STATUS_OUT_OF_BOUNDS;
         u64 taps = (u64)d.kh * d.kw;
-        u64 nblocks = is_depthwise(d) ? taps * ceil16(d.in_c) : (u64)d.out_c * taps * ceil16(d.in_c / d.groups);
-        u64 bpb = d.prec == BW_PREC_BFP16 ? 16u : 8u;
+        u64 nblocks = weight_blocks(d);
+        u64 bpb = block_bytes(d.prec);
         if (taps > 0xFFFFFFFFull || !bytes_fit(d.mant_off, nblocks * bpb, weights_bytes) ||
             !bytes_fit(d.exp_off, nblocks, weights_bytes) || !bytes_fit(d.bias_off, 4ull * d.out_c, weights_bytes))
             return NPU_STATUS_OUT_OF_BOUNDS;
@@ -293,8 +312,7 @@ u32 validate(const Insn &d, u32 arena_words, u32 weights_bytes) {
 /* CONV2D (also dense, depthwise and grouped) with bias, optional residual, activation */
 
 void op_conv2d(const Insn &d, const uint8_t *weights, float *arena) {
-    const bool bfp12 = d.prec == BW_PREC_BFP12;
-    const int mbits = bfp12 ? 3 : 7;
+    const int mbits = mantissa_bits(d.prec);
     const int mshift = 2 * (mbits - 1);
     const u32 nb_in = ceil16(d.in_c);
     const u32 cg = d.in_c / d.groups;     /* input channels per group */
@@ -303,7 +321,7 @@ void op_conv2d(const Insn &d, const uint8_t *weights, float *arena) {
     const bool aligned = d.groups == 1 || cg % BW_BLOCK == 0; /* every chunk is one whole block pair */
     const u32 nbw = ceil16(cg);           /* weight blocks per (output channel, tap) */
 
-    int8_t qa[NPU_MAX_BLOCKS][BW_BLOCK]; /* quantized input pixel: mantissas */
+    int16_t qa[NPU_MAX_BLOCKS][BW_BLOCK]; /* quantized input pixel: mantissas */
     int8_t ea[NPU_MAX_BLOCKS];           /* and block exponents */
     float acc[NPU_MAX_CHANNELS];         /* one float32 accumulator per output channel */
 #pragma HLS ARRAY_PARTITION variable = qa complete dim = 2
@@ -351,8 +369,8 @@ PIXEL_Y:
                         for (u32 b = 0; b < nb_in; b++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 80 avg = 16
 #pragma HLS PIPELINE II = 1
-                            int8_t wm[BW_BLOCK];
-                            int ew = load_weight_block(weights, d.mant_off, d.exp_off, tap * nb_in + b, bfp12, wm);
+                            int16_t wm[BW_BLOCK];
+                            int ew = load_weight_block(weights, d.mant_off, d.exp_off, tap * nb_in + b, d.prec, wm);
                             float scale = pow2f(ea[b] + ew - mshift);
                         DW_LANES:
                             for (int l = 0; l < BW_BLOCK; l++) {
@@ -381,8 +399,8 @@ PIXEL_Y:
                                         u32 ab = (o / opg) * cg / BW_BLOCK + wb;
                                         u32 blk = (o * (d.kh * d.kw) + tap) * nbw + wb;
                                         int ew = (int8_t)weights[d.exp_off + blk];
-                                        int isum = bfp12 ? mac_bfp12(weights + d.mant_off + (u64)blk * 8u, qa[ab])
-                                                         : mac_bfp16(weights + d.mant_off + (u64)blk * 16u, qa[ab]);
+                                        int isum = mac16(weights + d.mant_off + (u64)blk * block_bytes(d.prec), d.prec,
+                                                         qa[ab]);
                                         acc[o] = acc[o] + (float)isum * pow2f(ea[ab] + ew - mshift);
                                     }
                                 }
@@ -396,7 +414,7 @@ PIXEL_Y:
                             const u32 base = (o / opg) * cg;
                             const u32 end = base + cg;
                             const u32 blk0 = (o * (d.kh * d.kw) + tap) * nbw;
-                            int8_t wm[BW_BLOCK];
+                            int16_t wm[BW_BLOCK];
                             int ew = 0;
                             u32 loaded = 0xFFFFFFFFu;
                         CHUNKS:
@@ -408,7 +426,7 @@ PIXEL_Y:
                                 if (BW_BLOCK - wl < len) len = BW_BLOCK - wl;
                                 if (end - c < len) len = end - c;
                                 if (wb != loaded) {
-                                    ew = load_weight_block(weights, d.mant_off, d.exp_off, blk0 + wb, bfp12, wm);
+                                    ew = load_weight_block(weights, d.mant_off, d.exp_off, blk0 + wb, d.prec, wm);
                                     loaded = wb;
                                 }
                                 int isum = 0;
@@ -615,6 +633,7 @@ VALIDATE:
         load_insn(program, i, w);
         decode(w, d);
         u32 s = validate(d, arena_words, weights_bytes);
+        if (s == NPU_STATUS_OK) s = check_weight_exponents(d, weights);
         if (s != NPU_STATUS_OK) {
             *status = s;
             return;

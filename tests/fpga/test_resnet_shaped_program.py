@@ -37,12 +37,13 @@ def test_fpga_path_equals_direct_kernel_call(accel, resnet_program):
 
 
 def test_estimate_of_hand_packed_program_matches_compiled_resnet50(resnet_program):
-    """The hand-packed ResNet-50-shaped program and the compiler's ResNet-50 do the same MACs and cost the same."""
+    """The hand-packed ResNet-50-shaped program (bfp16) and the compiler's bfp16 ResNet-50 do the same MACs and
+    cost the same."""
     from brainwave.fpga import perf
     from brainwave.models.catalog import build_featurizer, resolve_featurizer
 
     from_program = perf.estimate_layers(perf.layers_from_program(resnet_program[0]), "kv260")
-    from_keras = perf.estimate_model(build_featurizer(resolve_featurizer("resnet50")), "kv260")
+    from_keras = perf.estimate_model(build_featurizer(resolve_featurizer("resnet50")), "kv260", precision="bfp16")
     assert from_program.macs == from_keras.macs
     conv_p = from_program.by_op()["CONV2D"][1]
     conv_k = from_keras.by_op()["CONV2D"][1]

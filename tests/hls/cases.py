@@ -8,9 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import handmade
 import spec_ref
 from spec_ref import F32
 
+PRECISIONS = tuple(handmade.MBITS)  # every precision code
 VALUE_KINDS = ("normal", "zeros", "tiny", "huge", "equal", "negzero", "nonfinite", "wide")
 
 
@@ -45,6 +47,8 @@ def values(rng, shape, kind: str) -> np.ndarray:
         x = np.where(rng.random(shape) < 0.5, F32(0.0), F32(-0.0)).astype(F32)
         x[rng.random(shape) < 0.2] = -1.0
         return x
+    if kind == "positive":  # same sign near the block maximum: bfp20 chunk sums pass 2^24 and must round
+        return rng.uniform(0.5, 1.0, shape).astype(F32)
     if kind == "wide":  # mixed magnitudes inside one block
         return (rng.standard_normal(shape) * np.exp2(rng.integers(-40, 40, shape))).astype(F32)
     raise ValueError(kind)
@@ -67,7 +71,7 @@ def conv_case(rng, *, h, w, cin, cout, k, s, pad, groups, act, prec, residual, k
     kh, kw = k
     sh, sw = s
     pt, pl, pb, pr = pad
-    mbits = 7 if prec == 1 else 3
+    mbits = handmade.MBITS[prec]
     oh, ow = out_size(h, kh, sh, pt, pb), out_size(w, kw, sw, pl, pr)
     x = values(rng, (h, w, cin), kind)
     wt = values(rng, (cout, kh, kw, cin // groups), wkind)
@@ -143,6 +147,13 @@ def sweep(seed: int = 2026) -> list[Case]:
 
 def _sweep(seed: int) -> list[Case]:
     rng = np.random.default_rng(seed)
+    # bfp20 cases (and the chunk-rounding ones) draw from their own stream, so the cases that existed before
+    # them keep their values
+    rng20 = np.random.default_rng(seed + 20)
+
+    def stream(prec: int):
+        return rng20 if prec == 3 else rng
+
     cases: list[Case] = []
     conv_shapes = [
         # h, w, cin, cout, k, s, pad, groups
@@ -164,21 +175,28 @@ def _sweep(seed: int) -> list[Case]:
     i = 0
     for shape in conv_shapes:
         h, w, cin, cout, k, s, pad, groups = shape
-        for prec in (1, 2):
-            kind = VALUE_KINDS[i % len(VALUE_KINDS)]
-            act = i % 3
-            residual = i % 2 == 0
-            i += 1
-            cases.append(conv_case(rng, h=h, w=w, cin=cin, cout=cout, k=k, s=s, pad=pad, groups=groups, act=act,
-                                   prec=prec, residual=residual, kind=kind))
-    # every value kind through a 3x3 conv in both precisions, and through tiny / huge weights
+        for prec in PRECISIONS:
+            j = i + 3 if prec == 3 else i  # bfp20 takes the kind three steps on, without moving the rotation
+            kind = VALUE_KINDS[j % len(VALUE_KINDS)]
+            act = j % 3
+            residual = j % 2 == 0
+            i += prec != 3
+            cases.append(conv_case(stream(prec), h=h, w=w, cin=cin, cout=cout, k=k, s=s, pad=pad, groups=groups,
+                                   act=act, prec=prec, residual=residual, kind=kind))
+    # every value kind through a 3x3 conv in every precision, and through tiny / huge weights
     for kind in VALUE_KINDS:
-        for prec in (1, 2):
-            cases.append(conv_case(rng, h=4, w=5, cin=24, cout=8, k=(3, 3), s=(1, 1), pad=(1, 1, 1, 1), groups=1,
-                                   act=1, prec=prec, residual=False, kind=kind))
+        for prec in PRECISIONS:
+            cases.append(conv_case(stream(prec), h=4, w=5, cin=24, cout=8, k=(3, 3), s=(1, 1), pad=(1, 1, 1, 1),
+                                   groups=1, act=1, prec=prec, residual=False, kind=kind))
     for wkind in ("tiny", "huge", "zeros", "equal"):
-        cases.append(conv_case(rng, h=3, w=3, cin=16, cout=8, k=(1, 1), s=(1, 1), pad=(0, 0, 0, 0), groups=1,
-                               act=0, prec=1, residual=False, kind="wide", wkind=wkind))
+        for prec in (1, 3):
+            cases.append(conv_case(stream(prec), h=3, w=3, cin=16, cout=8, k=(1, 1), s=(1, 1), pad=(0, 0, 0, 0), groups=1,
+                                   act=0, prec=prec, residual=False, kind="wide", wkind=wkind))
+    # chunk sums above 2^24 (bfp20 rounds them to float32): dense, and grouped with chunks cut short
+    for cin, cout, groups in ((48, 24, 1), (40, 20, 4)):
+        for prec in PRECISIONS:
+            cases.append(conv_case(rng20, h=4, w=4, cin=cin, cout=cout, k=(3, 3), s=(1, 1), pad=(1, 1, 1, 1),
+                                   groups=groups, act=0, prec=prec, residual=False, kind="positive", wkind="positive"))
     for op in ("maxpool", "avgpool"):
         for j, (k, s, pad) in enumerate([((3, 3), (2, 2), (1, 1, 1, 1)), ((2, 2), (2, 2), (0, 0, 0, 0)),
                                           ((3, 3), (1, 1), (0, 0, 1, 1)), ((3, 2), (2, 1), (1, 0, 1, 1))]):

@@ -11,6 +11,8 @@ import struct
 import numpy as np
 
 MAGIC = 0x504E5742
+ISA_VERSION = 2
+MBITS = {1: 7, 2: 3, 3: 11}  # precision code -> magnitude bits M: bfp16, bfp12, bfp20
 FLT_MAX = np.finfo(np.float32).max
 
 HEADER_FIELDS = (
@@ -27,7 +29,7 @@ OP = {"conv2d": 1, "add": 2, "maxpool": 3, "avgpool": 4, "global_avgpool": 5, "a
 
 def pack_program(header: dict, insns: list[dict]) -> bytes:
     words = [0] * 16
-    h = dict(header, magic=header.get("magic", MAGIC), isa_version=header.get("isa_version", 1),
+    h = dict(header, magic=header.get("magic", MAGIC), isa_version=header.get("isa_version", ISA_VERSION),
              num_instructions=len(insns), insn_words=header.get("insn_words", 32))
     for k, v in h.items():
         words[HEADER_FIELDS.index(k)] = v
@@ -55,8 +57,11 @@ def ref_quantize(x: np.ndarray, mbits: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pack_mantissas(m: np.ndarray, mbits: int) -> bytes:
-    """Blocks (n, 16) of integer mantissas -> bfp16 int8 bytes or bfp12 nibbles (2i low, 2i+1 high)."""
+    """Blocks (n, 16) of integer mantissas -> bfp16 int8 bytes, bfp20 int16 little-endian lanes or bfp12
+    nibbles (2i low, 2i+1 high)."""
     m = np.asarray(m, dtype=np.int64).reshape(-1, 16)
+    if mbits == 11:
+        return m.astype("<i2").tobytes()
     if mbits == 7:
         return m.astype(np.int8).tobytes()
     nib = (m & 0xF).astype(np.uint8)
@@ -65,7 +70,7 @@ def pack_mantissas(m: np.ndarray, mbits: int) -> bytes:
 
 def identity_conv_program(h: int, w: int, c: int, precision: int) -> tuple[bytes, bytes]:
     """1x1 conv whose weights pick channel o for output o: the output is the dequantized input."""
-    mbits = 7 if precision == 1 else 3
+    mbits = MBITS[precision]
     nb = (c + 15) // 16
     m = np.zeros((c, nb, 16), dtype=np.int64)
     e = np.full((c, nb), -50, dtype=np.int64)

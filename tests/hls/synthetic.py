@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+import handmade
 import spec_ref
 from handmade import pack_program
 from spec_ref import F32
@@ -36,7 +37,7 @@ class Packer:
             pt = pb = pl = pr = 0
         wt = (self.rng.standard_normal((cout, kh, kw, src["c"])) * np.sqrt(2.0 / (kh * kw * src["c"]))).astype(F32)
         bias = (self.rng.standard_normal(cout) * 0.05).astype(F32)
-        blob, mant_off, exp_off, bias_off, _ = spec_ref.pack_conv_weights(wt, bias, src["c"], 1, 7 if prec == 1 else 3)
+        blob, mant_off, exp_off, bias_off, _ = spec_ref.pack_conv_weights(wt, bias, src["c"], 1, handmade.MBITS[prec])
         base = (len(self.weights) + 15) // 16 * 16
         self.weights += bytes(base - len(self.weights)) + blob
         dst = self.tensor(oh, ow, cout)

@@ -86,12 +86,13 @@ def _patch(program: bytes, word: int, value: int) -> bytes:
     "word,value,expected",
     [
         (0, 0x12345678, 1),  # magic
-        (1, 2, 2),  # isa_version
+        (1, 1, 2),  # isa_version 1: before bfp20 and the exponent check
+        (1, 99, 2),  # isa_version from the future
         (16 + 32 + 0, 99, 3),  # opcode of instruction 1
         (16 + 32 + 7, 10_000, 4),  # out_offset of instruction 1 past the arena
         (16 + 2 * 32 + 21, 1 << 20, 4),  # conv weight exponents past the blob
         (16 + 2 * 32 + 19, 0, 5),  # conv groups = 0
-        (16 + 2 * 32 + 2, 3, 5),  # conv precision 3
+        (16 + 2 * 32 + 2, 4, 5),  # conv precision 4 (1-3 exist)
         (16 + 5 * 32 + 1, 7, 5),  # activation code 7
     ],
 )
@@ -103,6 +104,26 @@ def test_status_codes_reject_before_running(hls_build, word, value, expected):
     status, arena = _status(_patch(program, word, value), weights, arena_words)
     assert status == expected
     assert np.all(arena == 1.25), "a rejected program must not touch the arena"
+
+
+@pytest.mark.parametrize("exponent", [51, -51, -128, 127])
+def test_weight_exponent_outside_the_clamp_is_refused(hls_build, exponent):
+    """docs/numerics.md "Why the exponent is clamped": outside [-50, 50] the kernel's 2^k and the emulator's
+    scaling stop agreeing, so both refuse the program (status 5) and the arena stays untouched."""
+    from brainwave.npu.emulator import Emulator
+    from brainwave.npu.isa import Program, ProgramError
+
+    program, weights, _, _ = handmade.smoke_program()
+    arena_words = struct.unpack_from("<I", program, 12)[0]
+    exp_off = struct.unpack_from("<I", program, 4 * (16 + 2 * 32 + 21))[0]
+    bad = bytearray(weights)
+    bad[exp_off + 5] = exponent & 0xFF
+    status, arena = _status(program, bytes(bad), arena_words)
+    assert status == 5
+    assert np.all(arena == 1.25)
+    with pytest.raises(ProgramError, match="exponent outside") as err:
+        Emulator(Program.from_bytes(program, bytes(bad)))
+    assert err.value.status == 5
 
 
 def test_c_header_matches_generator():

@@ -42,11 +42,11 @@ def test_round_trip_and_file(tmp_path):
 
 @pytest.mark.parametrize("mutation, status", [
     ((0, 0x12345678), Status.BAD_MAGIC),
-    ((1, 2), Status.BAD_VERSION),
+    ((1, 1), Status.BAD_VERSION),  # ISA 1 had no bfp20 and no exponent check
     ((3, 10), Status.OUT_OF_BOUNDS),  # arena_words too small for the input
     ((insn_word(0, 0), 9), Status.BAD_OPCODE),
     ((insn_word(2, 1), 3), Status.BAD_FIELD),  # activation code
-    ((insn_word(2, 2), 3), Status.BAD_FIELD),  # precision code
+    ((insn_word(2, 2), 4), Status.BAD_FIELD),  # precision code (1-3 exist)
     ((insn_word(2, 19), 0), Status.BAD_FIELD),  # groups 0
     ((insn_word(2, 19), 3), Status.BAD_FIELD),  # groups not dividing 20
     ((insn_word(2, 11), 0), Status.BAD_FIELD),  # kernel_h 0
@@ -119,5 +119,5 @@ def test_brainwave_compile_writes_a_program_the_emulator_runs(tmp_path):
     assert program.instructions[0].name.startswith("stem_conv")
     proc = subprocess.run([sys.executable, "-m", "brainwave.cli", "compile", "efficientnet-lite0", "--out",
                            str(tmp_path / "x.bwnp"), "--precision", "fp4"], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1 and "choose one of bfp16, bfp12" in proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "invalid choice: 'fp4'" in proc.stderr and "bfp20" in proc.stderr
     assert not (tmp_path / "x.bwnp").exists()

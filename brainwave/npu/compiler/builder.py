@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..isa import Activation, Instruction, Opcode, Program, validate
-from ..numerics import Precision
+from ..numerics import DEFAULT_PRECISION, Precision
 from .packing import WeightsBlob
 
 Pads = tuple[int, int, int, int]  # top, left, bottom, right
@@ -86,7 +86,7 @@ class _Op:
 
 
 class ProgramBuilder:
-    def __init__(self, precision: "str | Precision" = Precision.BFP16):
+    def __init__(self, precision: "str | Precision" = DEFAULT_PRECISION):
         self.precision = Precision.parse(precision)
         self._ops: list[_Op] = []
         self._weights = WeightsBlob()

@@ -13,7 +13,7 @@ from collections import defaultdict
 import numpy as np
 
 from ..isa import Activation, Program
-from ..numerics import Precision
+from ..numerics import DEFAULT_PRECISION, Precision
 from .builder import CompileError, ProgramBuilder, Tensor, resolve_pads
 
 
@@ -261,7 +261,7 @@ class _Lowering:
             self.set(layer, self.b.pad(src, (t, l, b, r), layer.name))
 
 
-def compile_keras(model, precision: "str | Precision" = "bfp16") -> Program:
+def compile_keras(model, precision: "str | Precision" = DEFAULT_PRECISION) -> Program:
     """Compile a Keras functional featurizer to an NPU program (batch 1, channels-last)."""
     if not hasattr(model, "operations"):  # a Sequential: its graph, as a functional model over the same layers
         import keras
