@@ -1,6 +1,6 @@
 """Featurizer latency at batch 1: the bit-exact NPU emulator vs float32 TensorFlow on the same network.
 
-    python benchmarks/featurizer.py [--networks resnet50 efficientnet-lite0] [--precisions bfp16]
+    python benchmarks/featurizer.py [--networks resnet50 efficientnet-lite0] [--precisions bfp20 bfp16]
                                     [--repeats 15] [--csim-runs 1] [--json OUT]
 
 Measured side by side in one process, on the same real photo (scikit-image's chelsea.png, 224x224):
@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+
+from brainwave.npu.numerics import DEFAULT_PRECISION, Precision
 
 console = Console(width=None if __import__("sys").stdout.isatty() else 140)
 VGG_MEANS_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
@@ -96,7 +98,9 @@ def print_table(results: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", nargs="+", default=["resnet50", "efficientnet-lite0"])
-    parser.add_argument("--precisions", nargs="+", default=["bfp16"])
+    parser.add_argument("--precisions", nargs="+", choices=[p.label for p in Precision],
+                        default=[DEFAULT_PRECISION.label, Precision.BFP16.label],
+                        help=f"NPU precisions to time (default: {DEFAULT_PRECISION.label} and bfp16)")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--csim-runs", type=int, default=1, help="C-simulation runs per network (0 to skip)")
     parser.add_argument("--json", type=Path, help="write the results here")

@@ -25,6 +25,9 @@ def test_conv_cycles_follow_the_mac_array():
     assert z2 > 1.8 * c
     conv12 = perf.Layer("CONV2D", (56, 56, 256), (56, 56, 64), (1, 1), (1, 1), (0, 0, 0, 0), 1, 2)
     assert perf.layer_cycles(conv12, perf.get_board("pynq-z2")) < 1.2 * c
+    # bfp20 blocks are 32 bytes: two beats of the 128-bit weights port per block MAC
+    conv20 = perf.Layer("CONV2D", (56, 56, 256), (56, 56, 64), (1, 1), (1, 1), (0, 0, 0, 0), 1, 3)
+    assert 1.8 * c < perf.layer_cycles(conv20, perf.get_board("kv260")) < 2.2 * c
 
 
 def test_resnet50_estimate_runs_and_is_labelled():
