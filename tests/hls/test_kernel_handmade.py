@@ -168,3 +168,50 @@ def test_run_csim_errors():
         csim.run_csim(object(), x)
     out, seconds = csim.run_csim((program, weights), x[None])  # batch dimension kept
     assert out.shape == (1, 1, 1, 8) and seconds >= 0
+
+
+def bfp20_rounding_program() -> tuple[bytes, bytes, np.ndarray, np.ndarray]:
+    """A 1x1 conv, 32 -> 2 channels, in bfp20, whose chunk sums pass 2^24 (docs/numerics.md "Dot product").
+
+    Input block 0 is (2^-10, 0...): E = -10, m = 1024. Input block 1 is (2047, 2047, 2047, 2047, 8, 1, 0...):
+    E = 10, mantissas equal to the values. Weights (E = 0, mantissas shown):
+      output 0: block 0 (1024)         -> partial 2^-10, the accumulator holds 2^-10;
+                block 1 (2047 x 5, 5)  -> isum 16777217, (float) rounds to 16777216 -> partial 16384.0;
+                2^-10 + 16384 is a tie -> 16384.0. Had the chunk sum been added unrounded, 2^-10 + 16777217 * 2^-10
+                = 16384.001953125 would come out.
+      output 1: block 0 all zero; block 1 (2047 x 5, 7) -> isum 16777219, nearest even 16777220 ->
+                16384.00390625 (truncation would give 16384.001953125).
+    """
+    x = np.zeros((1, 1, 32), dtype=np.float32)
+    x[0, 0, 0] = 2.0**-10
+    x[0, 0, 16:22] = [2047, 2047, 2047, 2047, 8, 1]
+    m = np.zeros((2, 2, 16), dtype=np.int64)  # (output, block, lane)
+    m[0, 0, 0] = 1024
+    m[0, 1, :6] = [2047] * 5 + [5]
+    m[1, 1, :6] = [2047] * 5 + [7]
+    e = np.array([[0, 0], [-50, 0]], dtype=np.int64)
+    mant = handmade.pack_mantissas(m.reshape(-1, 16), 11)
+    exps = e.reshape(-1).astype(np.int8).tobytes()
+    exp_off = len(mant)
+    bias_off = (exp_off + len(exps) + 3) // 4 * 4
+    weights = mant + exps + bytes(bias_off - exp_off - len(exps)) + bytes(8)
+    insn = dict(opcode="conv2d", precision=3, in_offset=0, in_h=1, in_w=1, in_c=32, out_offset=32, out_h=1,
+                out_w=1, out_c=2, kernel_h=1, kernel_w=1, stride_h=1, stride_w=1, groups=1, weight_mant_offset=0,
+                weight_exp_offset=exp_off, bias_offset=bias_off)
+    header = dict(arena_words=34, weights_bytes=len(weights), input_offset=0, input_h=1, input_w=1, input_c=32,
+                  output_offset=32, output_h=1, output_w=1, output_c=2)
+    expected = np.array([16384.0, 16384.00390625], dtype=np.float32).reshape(1, 1, 2)
+    return handmade.pack_program(header, [insn]), weights, x, expected
+
+
+def test_bfp20_chunk_sum_rounds_once_to_nearest_even(hls_build):
+    """Kernel and emulator both round a chunk sum past 2^24 to nearest even before the float32 accumulation."""
+    from brainwave.npu import csim
+    from brainwave.npu.emulator import Emulator
+    from brainwave.npu.isa import Program
+
+    program, weights, x, expected = bfp20_rounding_program()
+    kernel_out, _ = csim.run_csim((program, weights), x)
+    emulated = Emulator(Program.from_bytes(program, weights)).run(x)
+    assert kernel_out.tobytes() == expected.tobytes(), kernel_out
+    assert emulated.tobytes() == expected.tobytes(), emulated
