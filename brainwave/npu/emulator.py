@@ -74,7 +74,7 @@ class _Conv:
         nblocks = d.weight_blocks
         m = unpack_mantissas(memoryview(weights)[d.weight_mant_offset:], nblocks, self.precision)
         e = np.frombuffer(weights, dtype=np.int8, count=nblocks, offset=d.weight_exp_offset)
-        deq = dequantize_blocks(m, e, self.precision)
+        deq = dequantize_blocks(m, e, self.precision.weight_mantissa_bits)
         self.bias = np.frombuffer(weights, dtype="<f4", count=d.out_c, offset=d.bias_offset).astype(F32)
         taps = d.kernel_h * d.kernel_w
         # dtype of the chunk products: float32 is exact while a chunk sum fits 24 bits, float64 always is

@@ -356,6 +356,7 @@ def c_header() -> str:
     lines += [f"#define BW_ACT_{a.name} {a.value}u" for a in Activation] + [""]
     lines += [f"#define BW_PREC_{p.name} {p.value}u" for p in Precision] + [""]
     lines += [f"#define BW_MBITS_{p.name} {p.mantissa_bits}" for p in Precision] + [""]
+    lines += [f"#define BW_WBITS_{p.name} {p.weight_mantissa_bits}" for p in Precision] + [""]
     lines += [f"#define BW_BLOCK_BYTES_{p.name} {p.block_bytes}u" for p in Precision] + [""]
     lines += [f"#define BW_STATUS_{s.name} {s.value}u" for s in Status] + [""]
     lines += [f"#define BW_H_{name.upper()} {i}" for i, name in enumerate(HEADER_FIELDS)] + [""]

@@ -25,15 +25,31 @@ class Precision(IntEnum):
 
     BFP16 = 1  # MSFP16-like: sign + 7-bit magnitude, 8-bit shared exponent per 16 values
     BFP12 = 2  # MSFP12-like: sign + 3-bit magnitude
-    BFP20 = 3  # sign + 11-bit magnitude: one 12x12-bit multiply per lane (a DSP48 takes 27x18); the default
+    BFP20 = 3  # activations sign + 11 bits, weights sign + 15 (the whole int16 lane); the default
 
     @property
     def mantissa_bits(self) -> int:
+        """Magnitude bits M of the activations (quantized at run time)."""
         return _MANTISSA_BITS[self]
+
+    @property
+    def weight_mantissa_bits(self) -> int:
+        """Magnitude bits of the weights. Equal to M, except bfp20: weights are quantized once by the compiler
+        and stored in 16-bit lanes, so they use all 15 bits (12 x 16-bit products still fit one DSP48E2)."""
+        return _WEIGHT_MANTISSA_BITS.get(self, self.mantissa_bits)
 
     @property
     def max_mantissa(self) -> int:
         return (1 << self.mantissa_bits) - 1
+
+    @property
+    def max_weight_mantissa(self) -> int:
+        return (1 << self.weight_mantissa_bits) - 1
+
+    @property
+    def scale_shift(self) -> int:
+        """(M_a - 1) + (M_w - 1): a chunk partial is (float)isum * 2^(E_a + E_w - scale_shift)."""
+        return self.mantissa_bits + self.weight_mantissa_bits - 2
 
     @property
     def label(self) -> str:
@@ -47,9 +63,9 @@ class Precision(IntEnum):
 
     @property
     def chunk_sum_exact_in_float32(self) -> bool:
-        """Whether every chunk's integer sum, at most 16 * (2^M - 1)^2, fits float32's 24-bit significand.
+        """Whether every chunk's integer sum, at most 16 * max|m_a| * max|m_w|, fits float32's 24-bit significand.
         If not (bfp20), the spec rounds (float)isum to nearest even, and the emulator's BLAS works in float64."""
-        return BLOCK * self.max_mantissa ** 2 < 2 ** 24
+        return BLOCK * self.max_mantissa * self.max_weight_mantissa < 2 ** 24
 
     @classmethod
     def parse(cls, value: "str | int | Precision") -> "Precision":
@@ -70,6 +86,7 @@ class Precision(IntEnum):
 
 
 _MANTISSA_BITS = {Precision.BFP16: 7, Precision.BFP12: 3, Precision.BFP20: 11}
+_WEIGHT_MANTISSA_BITS = {Precision.BFP20: 15}
 _LANE_BITS = {Precision.BFP16: 8, Precision.BFP12: 4, Precision.BFP20: 16}
 DEFAULT_PRECISION = Precision.BFP20  # the one that keeps EfficientNet-Lite0 within 98% top-1 of float (docs)
 
@@ -103,23 +120,24 @@ def _sanitize(x: np.ndarray) -> np.ndarray:
     return np.nan_to_num(x, nan=0.0, posinf=FLT_MAX, neginf=-FLT_MAX)
 
 
-def quantize_blocks(blocks: np.ndarray, precision: Precision) -> tuple[np.ndarray, np.ndarray]:
-    """Blocks (..., 16) float32 -> (mantissas int16 (..., 16), exponents int8 (...))."""
+def quantize_blocks(blocks: np.ndarray, mantissa_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Blocks (..., 16) float32 -> (mantissas int16 (..., 16), exponents int8 (...)), with `mantissa_bits`
+    magnitude bits (a precision's `mantissa_bits` for activations, `weight_mantissa_bits` for weights)."""
     if blocks.shape[-1] != BLOCK:
         raise ValueError(f"blocks must have {BLOCK} lanes on the last axis, got shape {blocks.shape}")
     x = _sanitize(blocks)
     exps = shared_exponents(x)
-    # 1/step = 2^((M-1) - E) is a power of two in [2^-49, 2^60]: the product is exact (or < 0.5 when it
+    # 1/step = 2^((M-1) - E) is a power of two in [2^-49, 2^64]: the product is exact (or < 0.5 when it
     # underflows, which rounds to 0 as the exact quotient would).
-    inv_step = np.ldexp(np.float32(1.0), (precision.mantissa_bits - 1) - exps).astype(np.float32)
-    lim = precision.max_mantissa
+    inv_step = np.ldexp(np.float32(1.0), (mantissa_bits - 1) - exps).astype(np.float32)
+    lim = (1 << mantissa_bits) - 1
     m = np.clip(np.rint(x * inv_step[..., None]), -lim, lim)  # np.rint rounds half to even
     return m.astype(np.int16), exps.astype(np.int8)
 
 
-def dequantize_blocks(mantissas: np.ndarray, exponents: np.ndarray, precision: Precision) -> np.ndarray:
+def dequantize_blocks(mantissas: np.ndarray, exponents: np.ndarray, mantissa_bits: int) -> np.ndarray:
     """(m (..., 16), E (...)) -> float32 values m * 2^(E - (M-1)); exact, never subnormal."""
-    step = np.ldexp(np.float32(1.0), exponents.astype(np.int32) - (precision.mantissa_bits - 1)).astype(np.float32)
+    step = np.ldexp(np.float32(1.0), exponents.astype(np.int32) - (mantissa_bits - 1)).astype(np.float32)
     return mantissas.astype(np.float32) * step[..., None]
 
 

@@ -4,7 +4,7 @@
  * to the letter, with the arithmetic done the way hardware does it:
  *   - block quantization works on the float32 bit patterns (integer max, exponent from the bits, integer
  *     round-half-to-even shift), which equals x / 2^k rounded to nearest even and saturated;
- *   - the MAC array multiplies mantissas (up to 12 x 12 bits, bfp20) 16 lanes wide into an exact integer sum,
+ *   - the MAC array multiplies mantissas (up to 12 x 16 bits, bfp20) 16 lanes wide into an exact integer sum,
  *     converts it to float32 (exact below 2^24, else rounded to nearest even: bfp20 only), scales it by a
  *     power of two (exact) and adds it to a float32 accumulator;
  *   - every float32 addition happens in the order the spec fixes. Output channels are interleaved
@@ -62,10 +62,16 @@ inline float load_f32(const uint8_t *weights, u32 byte_offset) {
     return u2f(u);
 }
 
-/* Magnitude bits M and packed bytes per weight block of a precision code (validated before use). */
+/* Activation magnitude bits M_a, weight magnitude bits M_w and packed bytes per weight block of a precision code
+ * (validated before use). */
 inline int mantissa_bits(u32 prec) {
 #pragma HLS INLINE
     return prec == BW_PREC_BFP12 ? BW_MBITS_BFP12 : (prec == BW_PREC_BFP20 ? BW_MBITS_BFP20 : BW_MBITS_BFP16);
+}
+
+inline int weight_mantissa_bits(u32 prec) {
+#pragma HLS INLINE
+    return prec == BW_PREC_BFP12 ? BW_WBITS_BFP12 : (prec == BW_PREC_BFP20 ? BW_WBITS_BFP20 : BW_WBITS_BFP16);
 }
 
 inline u32 block_bytes(u32 prec) {
@@ -165,7 +171,7 @@ int load_weight_block(const uint8_t *weights, u32 mant_off, u32 exp_off, u32 blk
 }
 
 /* The 16-lane MAC: exact integer sum of activation x weight mantissas for one block pair
- * (|sum| <= 16 * 2047^2 < 2^26 in bfp20, so an int holds it). */
+ * (|sum| <= 16 * 2047 * 32767 < 2^31 in bfp20, so an int holds it). */
 int mac16(const uint8_t *wsrc, u32 prec, const int16_t a[BW_BLOCK]) {
 #pragma HLS INLINE
     int isum = 0;
@@ -313,7 +319,7 @@ u32 validate(const Insn &d, u32 arena_words, u32 weights_bytes) {
 
 void op_conv2d(const Insn &d, const uint8_t *weights, float *arena) {
     const int mbits = mantissa_bits(d.prec);
-    const int mshift = 2 * (mbits - 1);
+    const int mshift = (mbits - 1) + (weight_mantissa_bits(d.prec) - 1); /* scale 2^(Ea + Ew - mshift) */
     const u32 nb_in = ceil16(d.in_c);
     const u32 cg = d.in_c / d.groups;     /* input channels per group */
     const u32 opg = d.out_c / d.groups;   /* output channels per group */

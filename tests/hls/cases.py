@@ -77,7 +77,7 @@ def conv_case(rng, *, h, w, cin, cout, k, s, pad, groups, act, prec, residual, k
     wt = values(rng, (cout, kh, kw, cin // groups), wkind)
     wt = np.nan_to_num(wt, nan=0.0, posinf=1.0, neginf=-1.0)  # weights come from a compiler: finite
     bias = (rng.standard_normal(cout) * 0.1).astype(F32)
-    blob, mant_off, exp_off, bias_off, deq = spec_ref.pack_conv_weights(wt, bias, cin, groups, mbits)
+    blob, mant_off, exp_off, bias_off, deq = spec_ref.pack_conv_weights(wt, bias, cin, groups, handmade.WBITS[prec])
     res = values(rng, (oh, ow, cout), "normal") if residual else None
     insn = dict(opcode="conv2d", activation=act, precision=prec, kernel_h=kh, kernel_w=kw, stride_h=sh,
                 stride_w=sw, pad_top=pt, pad_left=pl, pad_bottom=pb, pad_right=pr, groups=groups,

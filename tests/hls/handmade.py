@@ -12,7 +12,8 @@ import numpy as np
 
 MAGIC = 0x504E5742
 ISA_VERSION = 2
-MBITS = {1: 7, 2: 3, 3: 11}  # precision code -> magnitude bits M: bfp16, bfp12, bfp20
+MBITS = {1: 7, 2: 3, 3: 11}  # precision code -> activation magnitude bits M: bfp16, bfp12, bfp20
+WBITS = {1: 7, 2: 3, 3: 15}  # precision code -> weight magnitude bits (bfp20 weights fill the int16 lane)
 FLT_MAX = np.finfo(np.float32).max
 
 HEADER_FIELDS = (
@@ -60,7 +61,7 @@ def pack_mantissas(m: np.ndarray, mbits: int) -> bytes:
     """Blocks (n, 16) of integer mantissas -> bfp16 int8 bytes, bfp20 int16 little-endian lanes or bfp12
     nibbles (2i low, 2i+1 high)."""
     m = np.asarray(m, dtype=np.int64).reshape(-1, 16)
-    if mbits == 11:
+    if mbits > 7:  # bfp20 weights
         return m.astype("<i2").tobytes()
     if mbits == 7:
         return m.astype(np.int8).tobytes()
@@ -70,7 +71,7 @@ def pack_mantissas(m: np.ndarray, mbits: int) -> bytes:
 
 def identity_conv_program(h: int, w: int, c: int, precision: int) -> tuple[bytes, bytes]:
     """1x1 conv whose weights pick channel o for output o: the output is the dequantized input."""
-    mbits = MBITS[precision]
+    mbits = WBITS[precision]
     nb = (c + 15) // 16
     m = np.zeros((c, nb, 16), dtype=np.int64)
     e = np.full((c, nb), -50, dtype=np.int64)

@@ -34,8 +34,9 @@ def conv_weights(rng, out_c, kh, kw, cin, groups, scale=1.0):
     return (rng.standard_normal((out_c, kh, kw, cg)) * scale).astype(F32)
 
 
-def pack_conv_weights(w: np.ndarray, bias: np.ndarray, cin: int, groups: int, mbits: int):
-    """w: (out_c, kh, kw, cg) float32 -> (weights blob, mant_off, exp_off, bias_off, deq blocks)."""
+def pack_conv_weights(w: np.ndarray, bias: np.ndarray, cin: int, groups: int, wbits: int):
+    """w: (out_c, kh, kw, cg) float32 -> (weights blob, mant_off, exp_off, bias_off, deq blocks), quantized with
+    `wbits` weight magnitude bits."""
     out_c, kh, kw, cg = w.shape
     depthwise = groups == cin and out_c == cin
     if depthwise:
@@ -48,13 +49,13 @@ def pack_conv_weights(w: np.ndarray, bias: np.ndarray, cin: int, groups: int, mb
         blocks = np.zeros((out_c, kh, kw, nb * 16), dtype=F32)
         blocks[..., :cg] = w
         blocks = blocks.reshape(out_c, kh, kw, nb, 16)
-    m, E = ref_quantize(blocks, mbits)
-    mant = pack_mantissas(m.reshape(-1, 16), mbits)
+    m, E = ref_quantize(blocks, wbits)
+    mant = pack_mantissas(m.reshape(-1, 16), wbits)
     exps = E.reshape(-1).astype(np.int8).tobytes()
     exp_off = len(mant)
     bias_off = (exp_off + len(exps) + 15) // 16 * 16
     blob = mant + exps + bytes(bias_off - exp_off - len(exps)) + np.asarray(bias, dtype="<f4").tobytes()
-    deq = m * np.ldexp(1.0, E - (mbits - 1))[..., None]  # float64, exact
+    deq = m * np.ldexp(1.0, E - (wbits - 1))[..., None]  # float64, exact
     return blob, 0, exp_off, bias_off, deq
 
 

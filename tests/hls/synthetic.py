@@ -37,7 +37,7 @@ class Packer:
             pt = pb = pl = pr = 0
         wt = (self.rng.standard_normal((cout, kh, kw, src["c"])) * np.sqrt(2.0 / (kh * kw * src["c"]))).astype(F32)
         bias = (self.rng.standard_normal(cout) * 0.05).astype(F32)
-        blob, mant_off, exp_off, bias_off, _ = spec_ref.pack_conv_weights(wt, bias, src["c"], 1, handmade.MBITS[prec])
+        blob, mant_off, exp_off, bias_off, _ = spec_ref.pack_conv_weights(wt, bias, src["c"], 1, handmade.WBITS[prec])
         base = (len(self.weights) + 15) // 16 * 16
         self.weights += bytes(base - len(self.weights)) + blob
         dst = self.tensor(oh, ow, cout)

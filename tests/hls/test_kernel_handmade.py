@@ -50,7 +50,7 @@ def _special_input(rng, h, w, c):
     return x
 
 
-@pytest.mark.parametrize("precision,mbits", [(1, 7), (2, 3)])
+@pytest.mark.parametrize("precision,mbits", [(1, 7), (2, 3), (3, 11)])
 def test_quantizer_matches_independent_reference(hls_build, precision, mbits):
     """A 1x1 conv with one-hot weights outputs the dequantized input: compare with a float64 numpy quantizer."""
     from brainwave.npu import csim
@@ -174,8 +174,9 @@ def bfp20_rounding_program() -> tuple[bytes, bytes, np.ndarray, np.ndarray]:
     """A 1x1 conv, 32 -> 2 channels, in bfp20, whose chunk sums pass 2^24 (docs/numerics.md "Dot product").
 
     Input block 0 is (2^-10, 0...): E = -10, m = 1024. Input block 1 is (2047, 2047, 2047, 2047, 8, 1, 0...):
-    E = 10, mantissas equal to the values. Weights (E = 0, mantissas shown):
-      output 0: block 0 (1024)         -> partial 2^-10, the accumulator holds 2^-10;
+    E = 10, mantissas equal to the values. Weights (E = 4: with 15-bit weight mantissas the scale is
+    2^(Ea + 4 - 10 - 14), one unit of block 1's isum is 2^-10; mantissas shown):
+      output 0: block 0 (1024)         -> partial 1024 * 1024 * 2^(-10 + 4 - 24) = 2^-10, held by the accumulator;
                 block 1 (2047 x 5, 5)  -> isum 16777217, (float) rounds to 16777216 -> partial 16384.0;
                 2^-10 + 16384 is a tie -> 16384.0. Had the chunk sum been added unrounded, 2^-10 + 16777217 * 2^-10
                 = 16384.001953125 would come out.
@@ -189,8 +190,8 @@ def bfp20_rounding_program() -> tuple[bytes, bytes, np.ndarray, np.ndarray]:
     m[0, 0, 0] = 1024
     m[0, 1, :6] = [2047] * 5 + [5]
     m[1, 1, :6] = [2047] * 5 + [7]
-    e = np.array([[0, 0], [-50, 0]], dtype=np.int64)
-    mant = handmade.pack_mantissas(m.reshape(-1, 16), 11)
+    e = np.array([[4, 4], [-50, 4]], dtype=np.int64)
+    mant = handmade.pack_mantissas(m.reshape(-1, 16), 15)
     exps = e.reshape(-1).astype(np.int8).tobytes()
     exp_off = len(mant)
     bias_off = (exp_off + len(exps) + 3) // 4 * 4

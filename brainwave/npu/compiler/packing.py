@@ -38,7 +38,7 @@ class WeightsBlob:
 
     def add_conv(self, kernel: np.ndarray, bias: np.ndarray, groups: int, in_c: int,
                  precision: Precision) -> PackedConv:
-        mantissas, exponents = quantize_blocks(weight_blocks(kernel, groups, in_c), precision)
+        mantissas, exponents = quantize_blocks(weight_blocks(kernel, groups, in_c), precision.weight_mantissa_bits)
         self._align(16)
         mant_offset = len(self._data)
         self._data += pack_mantissas(mantissas, precision)
