@@ -34,7 +34,7 @@ from brainwave.npu.numerics import DEFAULT_PRECISION as DEFAULT_NPU_PRECISION, P
 
 REPO = Path(__file__).resolve().parents[1]
 NETWORKS = ("efficientnet-lite0", "resnet50")
-PRECISIONS = tuple(p.label for p in Precision)
+PRECISIONS = tuple(Precision.labels())
 DEFAULT_PRECISION = DEFAULT_NPU_PRECISION.label  # compile_keras's default
 GOAL = {"network": "efficientnet-lite0", "precision": DEFAULT_PRECISION, "top1_threshold": 0.98}
 # Colour photos in the scikit-image wheel (skimage.data function names); no downloads.

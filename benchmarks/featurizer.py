@@ -98,7 +98,7 @@ def print_table(results: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", nargs="+", default=["resnet50", "efficientnet-lite0"])
-    parser.add_argument("--precisions", nargs="+", choices=[p.label for p in Precision],
+    parser.add_argument("--precisions", nargs="+", choices=Precision.labels(),
                         default=[DEFAULT_PRECISION.label, Precision.BFP16.label],
                         help=f"NPU precisions to time (default: {DEFAULT_PRECISION.label} and bfp16)")
     parser.add_argument("--repeats", type=int, default=15)

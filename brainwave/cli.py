@@ -19,8 +19,6 @@ from brainwave.errors import BrainwaveError  # noqa: E402
 from brainwave.featurizer.backend import backend_names  # noqa: E402
 from brainwave.npu.numerics import Precision  # noqa: E402
 
-PRECISION_NAMES = [p.label for p in Precision]
-
 # Piped output (files, CI logs, other programs) gets room for wide tables instead of rich's 80 columns.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -101,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     compile_ = sub.add_parser("compile", help="compile a catalog featurizer to an NPU program file (docs/isa.md)")
     compile_.add_argument("model_ref", help="catalog featurizer, e.g. efficientnet-lite0 (see `brainwave models`)")
-    compile_.add_argument("--precision", default="bfp20", choices=PRECISION_NAMES,
+    compile_.add_argument("--precision", default="bfp20", choices=Precision.labels(),
                           help="bfp20 (default), bfp16 or bfp12 (docs/numerics.md)")
     compile_.add_argument("--weights", type=Path, help="weights file (default: the catalog's)")
     compile_.add_argument("--out", type=Path, required=True, help="program file to write (.bwnp zip)")
@@ -118,7 +116,7 @@ def _add_serve_options(parser) -> None:
     parser.add_argument("--version", type=int, default=1, help="version number to serve the model as")
     parser.add_argument("--backend", default="emulator", choices=backend_names(),
                         help="featurizer backend: emulator (bit-exact NPU in numpy, default), fpga or float (TensorFlow)")
-    parser.add_argument("--precision", default=None, choices=PRECISION_NAMES,
+    parser.add_argument("--precision", default=None, choices=Precision.labels(),
                         help="NPU precision for emulator/fpga backends: bfp20 (default), bfp16, bfp12")
     parser.add_argument("--board", default=None, help="fpga backend: board overlay under bitstreams/ (kv260, zcu104, pynq-z2)")
     parser.add_argument("--simulate", action=argparse.BooleanOptionalAction, default=None,

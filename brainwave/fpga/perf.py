@@ -129,8 +129,8 @@ def layers_from_program(program) -> list[Layer]:
     for i, d in enumerate(program.instructions):
         op = Opcode(d.opcode).name if d.opcode in set(Opcode) else f"OP{d.opcode}"
         out.append(Layer(op, d.in_shape, d.out_shape, (d.kernel_h, d.kernel_w), (d.stride_h, d.stride_w),
-                         (d.pad_top, d.pad_left, d.pad_bottom, d.pad_right), max(d.groups, 1), d.precision or int(DEFAULT_PRECISION),
-                         name=d.name or f"insn{i}"))
+                         (d.pad_top, d.pad_left, d.pad_bottom, d.pad_right), max(d.groups, 1),
+                         d.precision or int(DEFAULT_PRECISION), name=d.name or f"insn{i}"))
     return out
 
 
@@ -196,7 +196,7 @@ def add_estimate_arguments(parser) -> None:
     """Arguments for `brainwave models --estimate BOARD` (the lead wires this into the CLI)."""
     parser.add_argument("--estimate", metavar="BOARD", choices=sorted(BOARDS),
                         help="print the NPU latency ESTIMATE per layer for BOARD (" + ", ".join(sorted(BOARDS)) + ")")
-    parser.add_argument("--precision", choices=[p.label for p in Precision], default=DEFAULT_PRECISION.label,
+    parser.add_argument("--precision", choices=Precision.labels(), default=DEFAULT_PRECISION.label,
                         help=f"NPU precision for --estimate (default {DEFAULT_PRECISION.label})")
     parser.add_argument("--per-layer", action="store_true", help="with --estimate: one line per layer")
 
@@ -214,7 +214,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="NPU latency estimate for the catalog featurizers")
     ap.add_argument("board", choices=sorted(BOARDS))
     ap.add_argument("--model", choices=("resnet50", "efficientnet-lite0", "all"), default="all")
-    ap.add_argument("--precision", choices=[p.label for p in Precision], default=DEFAULT_PRECISION.label)
+    ap.add_argument("--precision", choices=Precision.labels(), default=DEFAULT_PRECISION.label)
     ap.add_argument("--per-layer", action="store_true")
     args = ap.parse_args(argv)
     for name in (("resnet50", "efficientnet-lite0") if args.model == "all" else (args.model,)):

@@ -4,7 +4,7 @@ Speed comes from one observation: once both operands of a MAC are dequantized (m
 float32), the dot product of one *chunk* (<= 16 lanes sharing both exponents) is an exact float32 sum in any
 order, so BLAS may compute every chunk partial. Only the float32 accumulation *across* chunks rounds, and
 that is done here one chunk at a time in the order the spec fixes (taps row-major, then chunks by
-ascending channel), as whole-tensor vector adds. In bfp20 a chunk's integer sum can need 26 bits: BLAS then
+ascending channel), as whole-tensor vector adds. In bfp20 a chunk's integer sum can need 31 bits: BLAS then
 works in float64 (still exact) and each partial is rounded once to float32, as the kernel's (float)isum is.
 """
 from __future__ import annotations
@@ -80,7 +80,9 @@ class _Conv:
         # dtype of the chunk products: float32 is exact while a chunk sum fits 24 bits, float64 always is
         self.blas = F32 if self.precision.chunk_sum_exact_in_float32 else np.float64
         if d.is_depthwise:
-            self.mode = "depthwise"  # one product per chunk (< 2^22 units): exact in float32 in every precision
+            # One product per chunk: the float32 multiply rounds it once to nearest even (only in bfp20, where it
+            # can need 26 bits), exactly as the kernel's (float)isum does.
+            self.mode = "depthwise"
             self.w = deq.reshape(taps, -1)[:, :d.in_c]  # (taps, C)
         elif d.groups == 1:
             self.mode = "dense"
@@ -98,8 +100,9 @@ class _Conv:
         if self.mode != "depthwise":
             x = x.astype(self.blas, copy=False)
         acc = np.zeros((d.out_h * d.out_w, d.out_c), dtype=F32)
-        partial = np.empty(acc.shape, dtype=self.blas)
-        rounded = partial if self.blas is F32 else np.empty_like(acc)
+        if self.mode == "dense":  # one BLAS output buffer, and its float32 rounding when BLAS runs in float64
+            partial = np.empty(acc.shape, dtype=self.blas)
+            rounded = partial if self.blas is F32 else np.empty_like(acc)
         for t, (cells, _) in enumerate(_windows(x, d)):
             # Out-of-input taps read zeros: their partial is +-0.0, and acc (which starts at +0.0 and so is
             # never -0.0) is unchanged by adding it, exactly like the kernel skipping the tap.

@@ -298,8 +298,8 @@ def _check_bounds(d: Instruction, arena_words: int, weights_bytes: int) -> str |
 
 
 def _check_weight_exponents(d: Instruction, weights: bytes) -> str | None:
-    """A CONV2D's block exponents outside [EXP_MIN, EXP_MAX] would take the scale 2^(Ea+Ew-2(M-1)) out of
-    float32's normal range, where the kernel and the emulator no longer agree (docs/numerics.md)."""
+    """A CONV2D's block exponents outside [EXP_MIN, EXP_MAX] would take the scale 2^(Ea+Ew-(Ma-1)-(Mw-1)) out
+    of float32's normal range, where the kernel and the emulator no longer agree (docs/numerics.md)."""
     if d.opcode != Opcode.CONV2D:
         return None
     exps = memoryview(weights)[d.weight_exp_offset:d.weight_exp_offset + d.weight_blocks].cast("b")

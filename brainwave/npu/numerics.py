@@ -4,7 +4,7 @@ A block is 16 float32 values along the channel axis. It is stored as one shared 
 integer mantissas m; a value is m * 2^(E - (M-1)) where M is the precision's magnitude bits. Every
 function here is exact: quantization only scales by powers of two and rounds once (half to even), and a
 dequantized value is always a normal float32, so numpy, BLAS and the HLS kernel all see the same numbers.
-Mantissas are int16 arrays whatever the precision (bfp20 needs 12 bits); packing narrows them.
+Mantissas are int16 arrays whatever the precision (bfp20 weights need all 16 bits); packing narrows them.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ CANONICAL_NAN_BITS = 0x7FC00000
 
 
 class Precision(IntEnum):
-    """MAC precisions; the value is the program's `precision` field. Named like MSFP: the bits a value
-    costs counting its share of nothing but sign, magnitude and the 8-bit exponent."""
+    """MAC precisions; the value is the program's `precision` field. Named like MSFP, by the bits of one
+    activation counted as sign + magnitude + the 8-bit shared exponent."""
 
     BFP16 = 1  # MSFP16-like: sign + 7-bit magnitude, 8-bit shared exponent per 16 values
     BFP12 = 2  # MSFP12-like: sign + 3-bit magnitude
@@ -30,13 +30,13 @@ class Precision(IntEnum):
     @property
     def mantissa_bits(self) -> int:
         """Magnitude bits M of the activations (quantized at run time)."""
-        return _MANTISSA_BITS[self]
+        return _FORMATS[self][0]
 
     @property
     def weight_mantissa_bits(self) -> int:
         """Magnitude bits of the weights. Equal to M, except bfp20: weights are quantized once by the compiler
         and stored in 16-bit lanes, so they use all 15 bits (12 x 16-bit products still fit one DSP48E2)."""
-        return _WEIGHT_MANTISSA_BITS.get(self, self.mantissa_bits)
+        return _FORMATS[self][1]
 
     @property
     def max_mantissa(self) -> int:
@@ -47,11 +47,6 @@ class Precision(IntEnum):
         return (1 << self.weight_mantissa_bits) - 1
 
     @property
-    def scale_shift(self) -> int:
-        """(M_a - 1) + (M_w - 1): a chunk partial is (float)isum * 2^(E_a + E_w - scale_shift)."""
-        return self.mantissa_bits + self.weight_mantissa_bits - 2
-
-    @property
     def label(self) -> str:
         return self.name.lower()
 
@@ -59,13 +54,18 @@ class Precision(IntEnum):
     def block_bytes(self) -> int:
         """Bytes of packed mantissas per block: two 4-bit lanes per byte (bfp12), int8 lanes (bfp16),
         int16 little-endian lanes (bfp20)."""
-        return BLOCK * _LANE_BITS[self] // 8
+        return BLOCK * _FORMATS[self][2] // 8
 
     @property
     def chunk_sum_exact_in_float32(self) -> bool:
         """Whether every chunk's integer sum, at most 16 * max|m_a| * max|m_w|, fits float32's 24-bit significand.
         If not (bfp20), the spec rounds (float)isum to nearest even, and the emulator's BLAS works in float64."""
         return BLOCK * self.max_mantissa * self.max_weight_mantissa < 2 ** 24
+
+    @classmethod
+    def labels(cls) -> list[str]:
+        """Every precision's name, as the CLI and the benchmarks accept it."""
+        return [p.label for p in cls]
 
     @classmethod
     def parse(cls, value: "str | int | Precision") -> "Precision":
@@ -81,13 +81,12 @@ class Precision(IntEnum):
                 return cls(int(value))
             except ValueError:
                 pass
-        names = ", ".join(p.label for p in cls)
+        names = ", ".join(cls.labels())
         raise ValueError(f"unknown NPU precision {value!r}; choose one of {names}")
 
 
-_MANTISSA_BITS = {Precision.BFP16: 7, Precision.BFP12: 3, Precision.BFP20: 11}
-_WEIGHT_MANTISSA_BITS = {Precision.BFP20: 15}
-_LANE_BITS = {Precision.BFP16: 8, Precision.BFP12: 4, Precision.BFP20: 16}
+# precision -> (activation magnitude bits, weight magnitude bits, bits per packed weight lane)
+_FORMATS = {Precision.BFP16: (7, 7, 8), Precision.BFP12: (3, 3, 4), Precision.BFP20: (11, 15, 16)}
 DEFAULT_PRECISION = Precision.BFP20  # the one that keeps EfficientNet-Lite0 within 98% top-1 of float (docs)
 
 

@@ -243,7 +243,7 @@ u64 weight_blocks(const Insn &d) {
     return is_depthwise(d) ? taps * ceil16(d.in_c) : (u64)d.out_c * taps * ceil16(d.in_c / d.groups);
 }
 
-/* Weight exponents outside [BW_EXP_MIN, BW_EXP_MAX] would take the MAC scale 2^(Ea + Ew - 2(M-1)) out of float32's
+/* Weight exponents outside [BW_EXP_MIN, BW_EXP_MAX] would take the MAC scale 2^(Ea + Ew - mshift) out of float32's
  * normal range (pow2f needs [-126, 127]); such a program is refused. Runs after validate(): the bytes are in bounds. */
 u32 check_weight_exponents(const Insn &d, const uint8_t *weights) {
     if (d.op != BW_OP_CONV2D) return NPU_STATUS_OK;
