@@ -385,16 +385,12 @@ def cmd_score(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from brainwave.models import build_featurizer, catalog_entries
+    from brainwave.models import catalog_entries
 
     if getattr(args, "estimate", None):
-        from brainwave.fpga.perf import print_estimate
+        from brainwave.fpga.perf import run_estimate
 
-        for spec in catalog_entries():
-            with console.status(f"building {spec.model_ref} for the estimate..."):
-                model = build_featurizer(spec)
-            print_estimate(spec.model_ref, model, args.estimate, args.precision, args.per_layer)
-        return 0
+        return run_estimate(args, out)
 
     table = Table(title="Featurizer catalog (type: brainwave stages)")
     for column in ("model_ref", "versions", "input", "output", "weights", "description"):

@@ -208,6 +208,17 @@ def print_estimate(name: str, model, board: str, precision: str = DEFAULT_PRECIS
     return est
 
 
+def run_estimate(args, console) -> int:
+    """`brainwave models --estimate BOARD`: the estimate for every catalog network."""
+    from brainwave.models.catalog import catalog_entries
+
+    for spec in catalog_entries():
+        with console.status(f"building {spec.model_ref} for the estimate..."):
+            model = _catalog_model(spec.model_ref)
+        print_estimate(spec.model_ref, model, args.estimate, args.precision, args.per_layer)
+    return 0
+
+
 def main(argv=None) -> int:
     import argparse
 
