@@ -1,0 +1,376 @@
+/* The executor's kernels, written once over a SIMD traits type `V` and compiled once per instruction set:
+ * simd_avx512vnni.cpp, simd_avx2.cpp and simd_portable.cpp each define `V` and then include this file.
+ *
+ * The arithmetic is docs/numerics.md's, in its order:
+ *   - CONV2D input blocks are quantized once per instruction (not per tap) into int16 mantissas and an exponent;
+ *   - a chunk's dot product is an exact int32 sum (V::dot: vpdpwssd, vpmaddwd or plain C), converted to float32
+ *     with round to nearest even (the conversion instruction, as C's (float)isum) and scaled by an exact power of
+ *     two, 2^(E_a + E_w - (M_a-1) - (M_w-1)), built by adding exponent bits. Since that product is exact,
+ *     `acc + (float)isum * 2^k` may be one FMA (V::fma_exact) without changing a bit;
+ *   - per output element the float32 additions run taps row-major, then chunks by ascending channel. Lanes hold
+ *     different output channels and the pixels of one call are independent accumulators, so vectorizing across
+ *     them never reorders an addition.
+ *   - the vector unit adds the bias, then the residual, then applies the activation and stores NaN as 0x7FC00000.
+ *
+ * What `V` provides (16 lanes, whatever the register width):
+ *   types F (float32) and I (int32); kPixels (output pixels per dense micro-kernel call) and kTiles (16-channel
+ *   output tiles per call, 1 or 2);
+ *   fzero fset fload fstore add mul div canon, max_first(v, m) = v > m ? v : m, min_first(v, m) = v < m ? v : m;
+ *   izero iset iload (64-byte aligned) bits from_bits iand ior iadd imin, zero_if_gt(a, lim), hmax,
+ *   round_int (nearest even), to_float (int32 -> float32, nearest even), store_i16 (32-byte aligned);
+ *   dot(acc, w, pair): acc + w.lo16 * pair.lo16 + w.hi16 * pair.hi16 per lane, in int32;
+ *   fma_exact(acc, a, b) = acc + a * b, for a * b exact.
+ *
+ * Everything here has internal linkage (see kernel_api.h for why), and uses no standard-library templates.
+ */
+#include <cstring>
+
+#include "kernel_api.h"
+
+namespace {
+
+using bwn::Buffers;
+using bwn::Conv;
+using bwn::DenseSplit;
+using bwn::Insn;
+using bwn::Kernels;
+using bwn::kLanes;
+using bwn::kPairs;
+using bwn::kTileWords;
+using bwn::OTile;
+using bwn::TileUnit;
+using bwn::VBlock;
+
+using F = V::F;
+using I = V::I;
+
+inline uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+inline uint32_t lanes_left(uint64_t total, uint64_t first) { return (uint32_t)min_u64(kLanes, total - first); }
+
+/* 2^k as a float32, exact for k in [-126, 127] (built from the bits). */
+inline float pow2f(int k) {
+    const uint32_t u = (uint32_t)(k + 127) << 23;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* The valid offsets [lo, hi) of a window of K cells starting at o * stride - pad on an axis of n cells; unsigned
+ * arithmetic without overflow for any 32-bit fields. */
+struct Window {
+    uint32_t lo, hi;
+};
+
+inline Window window(uint64_t o, uint32_t stride, uint32_t pad, uint32_t K, uint32_t n) {
+    const uint64_t start = o * stride; /* cell k sits at start + k - pad */
+    const uint64_t end = (uint64_t)n + pad;
+    Window w;
+    w.lo = start >= pad ? 0 : (uint32_t)min_u64(K, pad - start);
+    w.hi = start >= end ? 0 : (uint32_t)min_u64(K, end - start);
+    if (w.hi < w.lo) w.hi = w.lo;
+    return w;
+}
+
+/* Loads and stores of the first n <= 16 lanes; lanes past n read as +0.0. */
+inline F load_n(const float *p, uint32_t n) {
+    if (n >= (uint32_t)kLanes) return V::fload(p);
+    alignas(64) float t[kLanes] = {};
+    memcpy(t, p, n * sizeof(float));
+    return V::fload(t);
+}
+
+inline void store_n(float *p, F v, uint32_t n) {
+    if (n >= (uint32_t)kLanes) {
+        V::fstore(p, v);
+        return;
+    }
+    alignas(64) float t[kLanes];
+    V::fstore(t, v);
+    memcpy(p, t, n * sizeof(float));
+}
+
+/* ReLU is y > 0 ? y : +0.0 (NaN and -0.0 give +0.0); ReLU6 then r < 6 ? r : 6. */
+inline F activate(F y, uint32_t act) {
+    if (act == BW_ACT_NONE) return y;
+    F r = V::max_first(y, V::fzero());
+    if (act == BW_ACT_RELU6) r = V::min_first(r, V::fset(6.0f));
+    return r;
+}
+
+/* Every value an instruction writes: activation, canonical NaN, store. */
+inline void finish(float *dst, F y, uint32_t act, uint32_t n) { store_n(dst, V::canon(activate(y, act)), n); }
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* Quantization (docs/numerics.md "Quantizing a block") */
+
+/* Quantizes 16 lanes (zero past the tensor's channels) with M = mbits: returns E, writes the mantissas.
+ * The kernel shifts integers; here x * 2^(M-1-E) is a power-of-two scaling, exact unless it underflows (and then
+ * far below 0.5), so rounding it to nearest even and saturating gives the same mantissas. */
+inline int quantize_block(F x, int mbits, I &m) {
+    const I u = V::bits(x);
+    I a = V::iand(u, V::iset(0x7FFFFFFF));
+    a = V::zero_if_gt(a, V::iset(0x7F800000)); /* NaN -> 0 */
+    a = V::imin(a, V::iset(0x7F7FFFFF));       /* +-Inf -> +-FLT_MAX */
+    /* floor(log2(amax)) from the exponent field; zero and subnormal blocks read -127 and clamp to E_MIN like
+     * the spec's, since their true exponent is below -126 */
+    int E = (int)((uint32_t)V::hmax(a) >> 23) - 127;
+    E = E < BW_EXP_MIN ? BW_EXP_MIN : (E > BW_EXP_MAX ? BW_EXP_MAX : E);
+    const F sanitized = V::from_bits(V::ior(a, V::iand(u, V::iset((int32_t)0x80000000u))));
+    /* saturate before converting (q can pass 2^31 when E is clamped at E_MAX); lim is an integer, so clamping
+     * first and rounding after equals the spec's rounding and then clamping */
+    const float lim = (float)((1 << mbits) - 1);
+    const F q = V::mul(sanitized, V::fset(pow2f(mbits - 1 - E)));
+    m = V::round_int(V::max_first(V::min_first(q, V::fset(lim)), V::fset(-lim)));
+    return E;
+}
+
+/* Input pixels [begin, end) of a CONV2D: int16 mantissas and exponent bits (dense, grouped), or the dequantized
+ * values m * 2^(E-(M-1)), exact floats (depthwise). */
+void quantize(const Conv &c, const Buffers &b, size_t begin, size_t end) {
+    const Insn &d = *c.d;
+    for (size_t p = begin; p < end; ++p) {
+        const float *px = b.arena + d.in_off + (uint64_t)p * d.in_c;
+        for (uint32_t k = 0; k < c.nb; ++k) {
+            const uint64_t blk = (uint64_t)p * c.nb + k;
+            I m;
+            const int E = quantize_block(load_n(px + k * kLanes, lanes_left(d.in_c, (uint64_t)k * kLanes)), c.mbits, m);
+            if (c.wdw) {
+                V::fstore(b.qf + blk * kLanes, V::mul(V::to_float(m), V::fset(pow2f(E - (c.mbits - 1)))));
+            } else {
+                V::store_i16(b.qm + blk * kLanes, m);
+                b.qe[blk] = (int32_t)((uint32_t)E << 23);
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* CONV2D, dense and grouped: V::kPixels output pixels x T tiles of 16 output channels per call */
+
+/* The order of the virtual blocks inside one tap: ascending, as the spec fixes. The BW_MUTATE_ORDER build (tests
+ * only) swaps the first two at every tap but the first, so the tests can show that they catch a wrong order. */
+inline uint32_t block_order(uint32_t i, uint32_t nvb, uint64_t tap) {
+#ifdef BW_MUTATE_ORDER
+    if (tap > 0 && nvb >= 2 && i < 2) return 1 - i;
+#else
+    (void)nvb;
+    (void)tap;
+#endif
+    return i;
+}
+
+/* One int16 pair step: every pixel's pair j of its activation block against every tile's weight vector j. */
+template <int T>
+inline void mac_pair(I (&s)[V::kPixels][T], const int32_t *const (&w)[T], const int16_t *const (&a)[V::kPixels],
+                     int j) {
+    for (int t = 0; t < T; ++t) {
+        const I wv = V::iload(w[t] + j * kLanes);
+        for (int p = 0; p < V::kPixels; ++p) {
+            int32_t pair;
+            memcpy(&pair, a[p] + 2 * j, sizeof pair);
+            s[p][t] = V::dot(s[p][t], wv, pair);
+        }
+    }
+}
+
+/* Pixel geometry of one dense micro-kernel call: where each pixel's window starts and which taps are inside. */
+struct PixelWindows {
+    uint64_t row0[V::kPixels], col0[V::kPixels]; /* oy*sh - pt and ox*sw - pl, modulo 2^64 */
+    Window y[V::kPixels], x[V::kPixels];
+};
+
+inline PixelWindows pixel_windows(const Insn &d, uint64_t pix0, int np) {
+    PixelWindows g;
+    for (int p = 0; p < V::kPixels; ++p) {
+        const uint64_t pix = pix0 + (uint64_t)(p < np ? p : np - 1); /* spare lanes redo the last pixel, unstored */
+        const uint64_t oy = pix / d.out_w, ox = pix % d.out_w;
+        g.row0[p] = oy * d.sh - d.pt;
+        g.col0[p] = ox * d.sw - d.pl;
+        g.y[p] = window(oy, d.sh, d.pt, d.kh, d.in_h);
+        g.x[p] = window(ox, d.sw, d.pl, d.kw, d.in_w);
+    }
+    return g;
+}
+
+template <int T>
+void dense_call(const Conv &c, const Buffers &b, const OTile *tiles, uint64_t pix0, int np) {
+    constexpr int P = V::kPixels;
+    const Insn &d = *c.d;
+    const PixelWindows g = pixel_windows(d, pix0, np);
+    const uint64_t zero_pixel = (uint64_t)d.in_h * d.in_w; /* out-of-input taps read it: their partial is +0.0 */
+    const uint32_t nvb = tiles[0].nvb;
+    const VBlock *vbl = tiles[0].vb;
+    F acc[P][T];
+    for (int p = 0; p < P; ++p)
+        for (int t = 0; t < T; ++t) acc[p][t] = V::fzero();
+
+    for (uint32_t ky = 0; ky < d.kh; ++ky) {
+        for (uint32_t kx = 0; kx < d.kw; ++kx) {
+            const int16_t *am[P];
+            const int32_t *ae[P];
+            bool any = false;
+            for (int p = 0; p < P; ++p) {
+                const bool in = ky >= g.y[p].lo && ky < g.y[p].hi && kx >= g.x[p].lo && kx < g.x[p].hi;
+                const uint64_t q = in ? (g.row0[p] + ky) * d.in_w + g.col0[p] + kx : zero_pixel;
+                any |= in;
+                am[p] = b.qm + q * c.nb * kLanes;
+                ae[p] = b.qe + q * c.nb;
+            }
+            if (!any) continue; /* skipping a tap is the spec; adding its +0.0 partials would give the same bytes */
+            const uint64_t tap = (uint64_t)ky * d.kw + kx;
+            for (uint32_t i = 0; i < nvb; ++i) {
+                const uint32_t k = block_order(i, nvb, tap);
+                const VBlock v = vbl[k];
+                const int32_t *w[T];
+                for (int t = 0; t < T; ++t) w[t] = tiles[t].w + (tap * nvb + k) * kTileWords;
+                const int16_t *a[P];
+                for (int p = 0; p < P; ++p) a[p] = am[p] + v.ab * kLanes;
+                I s[P][T];
+                for (int p = 0; p < P; ++p)
+                    for (int t = 0; t < T; ++t) s[p][t] = V::izero();
+                if (v.j0 == 0 && v.j1 == (uint32_t)kPairs) {
+#pragma GCC unroll 8
+                    for (int j = 0; j < kPairs; ++j) mac_pair<T>(s, w, a, j);
+                } else {
+                    for (int j = (int)v.j0; j < (int)v.j1; ++j) mac_pair<T>(s, w, a, j);
+                }
+                for (int t = 0; t < T; ++t) {
+                    const I wexp = V::iload(w[t] + kPairs * kLanes); /* (E_w - (M_a-1) - (M_w-1) + 127) << 23 */
+                    for (int p = 0; p < P; ++p) {
+                        const F scale = V::from_bits(V::iadd(wexp, V::iset(ae[p][v.ab])));
+                        acc[p][t] = V::fma_exact(acc[p][t], V::to_float(s[p][t]), scale);
+                    }
+                }
+            }
+        }
+    }
+
+    for (int p = 0; p < np; ++p) {
+        const uint64_t pix = (pix0 + p) * d.out_c;
+        for (int t = 0; t < T; ++t) {
+            const uint32_t o0 = tiles[t].o0, n = tiles[t].n;
+            F y = V::add(acc[p][t], V::fload(c.bias + o0));
+            if (d.has_res) y = V::add(y, load_n(b.arena + d.res_off + pix + o0, n));
+            finish(b.arena + d.out_off + pix + o0, y, d.act, n);
+        }
+    }
+}
+
+void conv_dense(const Conv &c, const Buffers &b, DenseSplit s, size_t begin, size_t end) {
+    const uint64_t npix = (uint64_t)c.d->out_h * c.d->out_w;
+    for (size_t item = begin; item < end; ++item) {
+        const TileUnit u = c.units[item / s.nchunks];
+        const uint64_t first = (uint64_t)(item % s.nchunks) * s.chunk_pixels;
+        const uint64_t last = min_u64(npix, first + s.chunk_pixels);
+        for (uint64_t p = first; p < last; p += V::kPixels) {
+            const int np = (int)min_u64(V::kPixels, last - p);
+            if (u.count == 2 && V::kTiles == 2) {
+                dense_call<2>(c, b, c.tiles + u.first, p, np);
+            } else {
+                for (uint32_t t = 0; t < u.count; ++t) dense_call<1>(c, b, c.tiles + u.first + t, p, np);
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* CONV2D, depthwise: every chunk is one channel, so its partial is one product of two exact floats; the float32
+ * multiply rounds it once to nearest even, exactly as (float)isum * 2^k does (bfp20), then one float32 add. */
+
+void conv_depthwise(const Conv &c, const Buffers &b, size_t begin, size_t end) {
+    const Insn &d = *c.d;
+    const uint64_t cp = (uint64_t)c.nb * kLanes;
+    for (size_t pix = begin; pix < end; ++pix) {
+        const uint64_t oy = pix / d.out_w, ox = pix % d.out_w;
+        const uint64_t row0 = oy * d.sh - d.pt, col0 = ox * d.sw - d.pl;
+        const Window wy = window(oy, d.sh, d.pt, d.kh, d.in_h), wx = window(ox, d.sw, d.pl, d.kw, d.in_w);
+        const uint64_t out = (uint64_t)pix * d.out_c;
+        for (uint32_t k = 0; k < c.nb; ++k) {
+            F acc = V::fzero();
+            for (uint32_t ky = wy.lo; ky < wy.hi; ++ky) {
+                const uint64_t arow = ((row0 + ky) * d.in_w + col0) * cp + k * kLanes; /* index of kx = 0, mod 2^64 */
+                const uint64_t wrow = (uint64_t)ky * d.kw * cp + k * kLanes;
+                for (uint32_t kx = wx.lo; kx < wx.hi; ++kx)
+                    acc = V::add(acc, V::mul(V::fload(b.qf + (arow + kx * cp)), V::fload(c.wdw + (wrow + kx * cp))));
+            }
+            const uint32_t o0 = k * kLanes, n = lanes_left(d.out_c, o0);
+            F y = V::add(acc, V::fload(c.bias + o0));
+            if (d.has_res) y = V::add(y, load_n(b.arena + d.res_off + out + o0, n));
+            finish(b.arena + d.out_off + out + o0, y, d.act, n);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* The other instructions */
+
+/* ADD (a + b) and ACTIVATION, elements [begin, end). The output may be one of the inputs (same offset): each
+ * vector is read before it is written. */
+void eltwise(const Insn &d, float *arena, size_t begin, size_t end) {
+    const float *a = arena + d.in_off;
+    const float *b2 = d.op == BW_OP_ADD ? arena + d.in2_off : nullptr;
+    for (size_t i = begin; i < end; i += kLanes) {
+        const uint32_t n = lanes_left(end, i);
+        F y = load_n(a + i, n);
+        if (b2) y = V::add(y, load_n(b2 + i, n));
+        finish(arena + d.out_off + i, y, d.act, n);
+    }
+}
+
+void pad(const Insn &d, float *arena, size_t begin, size_t end) {
+    for (size_t pix = begin; pix < end; ++pix) {
+        const uint64_t iy = pix / d.out_w - d.pt, ix = pix % d.out_w - d.pl; /* modulo 2^64: negative is huge */
+        const bool inside = iy < d.in_h && ix < d.in_w;
+        const float *src = arena + d.in_off + (inside ? (iy * d.in_w + ix) * d.in_c : 0);
+        float *dst = arena + d.out_off + (uint64_t)pix * d.out_c;
+        for (uint32_t c0 = 0; c0 < d.out_c; c0 += kLanes) {
+            const uint32_t n = lanes_left(d.out_c, c0);
+            store_n(dst + c0, inside ? V::canon(load_n(src + c0, n)) : V::fzero(), n);
+        }
+    }
+}
+
+/* MAXPOOL (first valid cell, then v > m ? v : m) and AVGPOOL (row-major float32 sum / count); cells outside the
+ * input are skipped, a window without any writes +0.0. */
+void pool(const Insn &d, float *arena, size_t begin, size_t end) {
+    const bool is_max = d.op == BW_OP_MAXPOOL;
+    for (size_t pix = begin; pix < end; ++pix) {
+        const uint64_t oy = pix / d.out_w, ox = pix % d.out_w;
+        const uint64_t row0 = oy * d.sh - d.pt, col0 = ox * d.sw - d.pl;
+        const Window wy = window(oy, d.sh, d.pt, d.kh, d.in_h), wx = window(ox, d.sw, d.pl, d.kw, d.in_w);
+        const uint32_t count = (wy.hi - wy.lo) * (wx.hi - wx.lo); /* at most in_h * in_w < 2^32 */
+        float *dst = arena + d.out_off + (uint64_t)pix * d.out_c;
+        for (uint32_t c0 = 0; c0 < d.out_c; c0 += kLanes) {
+            const uint32_t n = lanes_left(d.out_c, c0);
+            F y = V::fzero();
+            bool first = true;
+            for (uint32_t ky = wy.lo; ky < wy.hi; ++ky) {
+                for (uint32_t kx = wx.lo; kx < wx.hi; ++kx) {
+                    const F v = load_n(arena + d.in_off + ((row0 + ky) * d.in_w + col0 + kx) * d.in_c + c0, n);
+                    y = !is_max ? V::add(y, v) : (first ? v : V::max_first(v, y));
+                    first = false;
+                }
+            }
+            if (!is_max && count) y = V::div(y, V::fset((float)count));
+            store_n(dst + c0, V::canon(y), n);
+        }
+    }
+}
+
+/* GLOBAL_AVGPOOL, channel blocks [begin, end): float32 sum over the pixels row-major, then / (float)(H*W). */
+void global_avgpool(const Insn &d, float *arena, size_t begin, size_t end) {
+    const uint64_t npix = (uint64_t)d.in_h * d.in_w;
+    const F count = V::fset((float)(uint32_t)npix);
+    for (size_t k = begin; k < end; ++k) {
+        const uint32_t c0 = (uint32_t)k * kLanes, n = lanes_left(d.in_c, c0);
+        F sum = V::fzero();
+        for (uint64_t p = 0; p < npix; ++p) sum = V::add(sum, load_n(arena + d.in_off + p * d.in_c + c0, n));
+        store_n(arena + d.out_off + c0, V::canon(V::div(sum, count)), n);
+    }
+}
+
+constexpr Kernels make_kernels(const char *name) {
+    return Kernels{name, V::kPixels, quantize, conv_dense, conv_depthwise, eltwise, pad, pool, global_avgpool};
+}
+
+} // namespace

@@ -1,0 +1,124 @@
+/* The kernels in plain C++ (the compiler may auto-vectorize the 16-lane loops for the baseline target): the
+ * reference path for any CPU, and the one the others must match byte for byte. No FMA: fma_exact multiplies and
+ * then adds, which is the same result because the product is exact. */
+#include <cstring>
+
+#include "kernel_api.h"
+
+namespace {
+
+struct V {
+    static constexpr int kPixels = 4;
+    static constexpr int kTiles = 1;
+    struct F {
+        float v[bwn::kLanes];
+    };
+    struct I {
+        int32_t v[bwn::kLanes];
+    };
+
+    static F fzero() { return fset(0.0f); }
+    static F fset(float x) {
+        F r;
+        for (float &v : r.v) v = x;
+        return r;
+    }
+    static F fload(const float *p) {
+        F r;
+        for (int l = 0; l < bwn::kLanes; ++l) r.v[l] = p[l];
+        return r;
+    }
+    static void fstore(float *p, const F &x) {
+        for (int l = 0; l < bwn::kLanes; ++l) p[l] = x.v[l];
+    }
+    template <class Op>
+    static F fmap(const F &a, const F &b, Op op) {
+        F r;
+        for (int l = 0; l < bwn::kLanes; ++l) r.v[l] = op(a.v[l], b.v[l]);
+        return r;
+    }
+    template <class Op>
+    static I imap(const I &a, const I &b, Op op) {
+        I r;
+        for (int l = 0; l < bwn::kLanes; ++l) r.v[l] = op(a.v[l], b.v[l]);
+        return r;
+    }
+    static F add(const F &a, const F &b) { return fmap(a, b, [](float x, float y) { return x + y; }); }
+    static F mul(const F &a, const F &b) { return fmap(a, b, [](float x, float y) { return x * y; }); }
+    static F div(const F &a, const F &b) { return fmap(a, b, [](float x, float y) { return x / y; }); }
+    static F max_first(const F &v, const F &m) { return fmap(v, m, [](float x, float y) { return x > y ? x : y; }); }
+    static F min_first(const F &v, const F &m) { return fmap(v, m, [](float x, float y) { return x < y ? x : y; }); }
+    static F canon(const F &y) {
+        const uint32_t nan_bits = 0x7FC00000u;
+        float nan;
+        memcpy(&nan, &nan_bits, sizeof nan);
+        F r = y;
+        for (float &v : r.v)
+            if (v != v) v = nan;
+        return r;
+    }
+
+    static I izero() { return iset(0); }
+    static I iset(int32_t x) {
+        I r;
+        for (int32_t &v : r.v) v = x;
+        return r;
+    }
+    static I iload(const int32_t *p) {
+        I r;
+        for (int l = 0; l < bwn::kLanes; ++l) r.v[l] = p[l];
+        return r;
+    }
+    static I bits(const F &x) {
+        I r;
+        memcpy(r.v, x.v, sizeof r.v);
+        return r;
+    }
+    static F from_bits(const I &x) {
+        F r;
+        memcpy(r.v, x.v, sizeof r.v);
+        return r;
+    }
+    static I iand(const I &a, const I &b) { return imap(a, b, [](int32_t x, int32_t y) { return x & y; }); }
+    static I ior(const I &a, const I &b) { return imap(a, b, [](int32_t x, int32_t y) { return x | y; }); }
+    static I iadd(const I &a, const I &b) {
+        return imap(a, b, [](int32_t x, int32_t y) { return (int32_t)((uint32_t)x + (uint32_t)y); });
+    }
+    static I imin(const I &a, const I &b) { return imap(a, b, [](int32_t x, int32_t y) { return x < y ? x : y; }); }
+    static I zero_if_gt(const I &a, const I &lim) { return imap(a, lim, [](int32_t x, int32_t y) { return x > y ? 0 : x; }); }
+    static int32_t hmax(const I &a) {
+        int32_t m = a.v[0];
+        for (int32_t v : a.v) m = v > m ? v : m;
+        return m;
+    }
+    static I round_int(const F &x) {
+        I r;
+        for (int l = 0; l < bwn::kLanes; ++l) r.v[l] = (int32_t)__builtin_nearbyintf(x.v[l]); /* nearest even */
+        return r;
+    }
+    static F to_float(const I &x) {
+        F r;
+        for (int l = 0; l < bwn::kLanes; ++l) r.v[l] = (float)x.v[l];
+        return r;
+    }
+    static void store_i16(int16_t *p, const I &m) {
+        for (int l = 0; l < bwn::kLanes; ++l) p[l] = (int16_t)m.v[l];
+    }
+
+    static I dot(const I &acc, const I &w, int32_t pair) {
+        const int32_t a0 = (int16_t)(pair & 0xFFFF), a1 = pair >> 16; /* the pair's low and high int16 */
+        I r;
+        for (int l = 0; l < bwn::kLanes; ++l) r.v[l] = acc.v[l] + (int16_t)(w.v[l] & 0xFFFF) * a0 + (w.v[l] >> 16) * a1;
+        return r;
+    }
+    static F fma_exact(const F &acc, const F &a, const F &b) { return add(acc, mul(a, b)); }
+};
+
+} // namespace
+
+#include "kernels.h"
+
+const bwn::Kernels *bwn::kernels_portable() {
+    static constexpr Kernels k = make_kernels("portable");
+    return &k;
+}
