@@ -1,27 +1,62 @@
-/* Brainwave NPU kernel (Vitis HLS C++; also compiled by g++ for C-simulation and libnpu.so).
+/* Brainwave NPU kernel, architecture v2 (Vitis HLS C++; also compiled by g++ for C-simulation and libnpu.so).
  *
- * Interprets a program (docs/isa.md) from external memory. The numerics follow docs/numerics.md
- * to the letter, with the arithmetic done the way hardware does it:
- *   - block quantization works on the float32 bit patterns (integer max, exponent from the bits, integer
- *     round-half-to-even shift), which equals x / 2^k rounded to nearest even and saturated;
- *   - the MAC array multiplies mantissas (up to 12 x 16 bits, bfp20) 16 lanes wide into an exact integer sum,
- *     converts it to float32 (exact below 2^24, else rounded to nearest even: bfp20 only), scales it by a
- *     power of two (exact) and adds it to a float32 accumulator;
- *   - every float32 addition happens in the order the spec fixes. Output channels are interleaved
- *     (NPU_OLANES accumulators) so the adder recurrence does not limit the pipeline, but each accumulator
- *     still sees taps row-major, then chunks by ascending channel.
+ * Interprets a program (docs/isa.md) from external memory with the arithmetic of docs/numerics.md, bit for bit.
+ * The structure is the v2 architecture of docs/hardware.md; its build parameters (P, Kd, L, buffer sizes, port
+ * width) come from npu_config.h, generated from the same table the performance model reads
+ * (brainwave/fpga/boards.py TARGETS; brainwave/fpga/perf.py).
+ *
+ * CONV2D is a dataflow region of four processes joined by streams:
+ *   read_act      reads every touched input row ONCE per layer (float32, long bursts), quantizes it into
+ *                 16-lane blocks (integer max, exponent from the bits, round half to even) and streams them; it
+ *                 also streams the residual segments the vector unit will add, in the engine's order;
+ *   fetch_weights streams weight tiles: all taps x all input-channel blocks for K output channels, which are
+ *                 contiguous in the weights blob, as 128-bit bursts (mantissas, exponents, biases);
+ *   conv_engine   keeps the quantized rows in a circular line buffer and a tile in a weight buffer, and computes
+ *                 work units of P x L output pixels x K output channels: per (tap, chunk) step and interleaved
+ *                 pixel group, P x K exact 16-lane integer sums (one DSP cascade each), one int->float32
+ *                 conversion (round to nearest even), an exponent add (the power-of-two scale) and one float32
+ *                 add into that (pixel, channel)'s own accumulator. The L pixel groups take turns, so an
+ *                 accumulator is touched every L cycles (L >= the adder latency) and adds its partials in the
+ *                 spec's order: taps row-major, then chunks ascending. Then the same lanes add the bias and the
+ *                 residual and apply the activation (the vector unit);
+ *   write_act     writes the output segments (K consecutive channels of a pixel) back to the arena.
+ * Depthwise convs use the same lanes as P pixels x 16 channels, one product (one chunk) per lane and tap.
+ * Grouped convs whose groups are not 16-aligned, and layers too large for the on-chip buffers, take the
+ * generic path (conv_generic: the v1 datapath, one 16-lane MAC per cycle, re-quantizing per pixel and tap).
+ *
  * Build the C model with -O2 -ffp-contract=off and without -ffast-math: no FMA contraction, no reassociation.
  */
 #include <string.h>
 
+#include "hls_compat.h"
 #include "npu_kernel.h"
 
 namespace {
 
-static_assert(NPU_OLANES == 8, "the DEPENDENCE pragma in OUT_LANES spells the lane count out");
-
 typedef uint32_t u32;
 typedef uint64_t u64;
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* Configuration (npu_config.h) */
+
+constexpr int P = NPU_P;                       /* output pixels per cycle */
+constexpr int KD = NPU_KD;                     /* DSP cascades per pixel = output channels per cycle in bfp20 */
+constexpr int L = NPU_L;                       /* interleaved pixel groups, >= float adder latency */
+constexpr int PL = P * L;                      /* output pixels per work unit */
+constexpr int KMAX = NPU_KMAX;                 /* output channels per work unit in bfp16 / bfp12 */
+constexpr int ACCW = NPU_ACC_LANES;            /* accumulate lanes per pixel (vector unit: P x ACCW) */
+constexpr u32 LB_BLOCKS = NPU_LB_BLOCKS;       /* line buffer, 16-lane blocks */
+constexpr u32 WB_BLOCKS = NPU_WB_BLOCKS;       /* one weight-tile bank, 16-lane blocks (bfp16 size) */
+constexpr int BEAT_BYTES = 16;                 /* 128-bit weight beats */
+constexpr int PACK_SHIFT = 19;                 /* WP486-style packing: two weights 2^19 apart in one 27-bit operand */
+
+typedef ap_uint<128> beat_t;
+
+#ifdef __SYNTHESIS__
+#define NPU_BUFFER static /* on-chip memories */
+#else
+#define NPU_BUFFER static thread_local /* C-sim: off the stack; one copy per calling thread (re-entrant library) */
+#endif
 
 inline u32 f2u(float f) {
     u32 u;
@@ -38,9 +73,19 @@ inline float u2f(u32 u) {
 /* 2^k as a float32 for k in [-126, 127] (built from the bits: exact). */
 inline float pow2f(int k) { return u2f((u32)(k + 127) << 23); }
 
+/* The chunk partial (float)isum * 2^k: one int->float conversion (round to nearest even past 2^24, bfp20 only)
+ * and an exponent add. docs/numerics.md "Why the exponent is clamped": a non-zero partial is a normal float in
+ * [2^-124, 2^107), so adding k to the exponent field is exact; isum == 0 gives +0.0. In hardware this is an
+ * 8-bit adder on the converter's exponent, not a multiplier. */
+inline float chunk_partial(int isum, int k) {
+#pragma HLS INLINE
+    float f = (float)isum;
+    u32 u = f2u(f) + ((u32)k << 23);
+    return isum == 0 ? 0.0f : u2f(u);
+}
+
 /* Every value an instruction writes goes through here: a NaN is stored as the canonical quiet NaN 0x7FC00000
- * (docs/numerics.md "Edge cases"), because which NaN payload an IEEE add returns depends on operand order, which neither
- * C++ nor numpy pins down. */
+ * (docs/numerics.md "Edge cases"). */
 inline float canon(float y) {
 #pragma HLS INLINE
     return y != y ? u2f(0x7FC00000u) : y;
@@ -54,16 +99,6 @@ inline float activate(float y, u32 act) {
     return r;
 }
 
-/* float32 read from the weights blob (little-endian, 4-byte aligned). */
-inline float load_f32(const uint8_t *weights, u32 byte_offset) {
-#pragma HLS INLINE
-    u32 u = (u32)weights[byte_offset] | ((u32)weights[byte_offset + 1] << 8) |
-            ((u32)weights[byte_offset + 2] << 16) | ((u32)weights[byte_offset + 3] << 24);
-    return u2f(u);
-}
-
-/* Activation magnitude bits M_a, weight magnitude bits M_w and packed bytes per weight block of a precision code
- * (validated before use). */
 inline int mantissa_bits(u32 prec) {
 #pragma HLS INLINE
     return prec == BW_PREC_BFP12 ? BW_MBITS_BFP12 : (prec == BW_PREC_BFP20 ? BW_MBITS_BFP20 : BW_MBITS_BFP16);
@@ -80,8 +115,37 @@ inline u32 block_bytes(u32 prec) {
                                  : (prec == BW_PREC_BFP20 ? BW_BLOCK_BYTES_BFP20 : BW_BLOCK_BYTES_BFP16);
 }
 
+/* Byte `a` of the weights blob, or 0 past its end (a 128-bit beat may overhang the blob's last byte). */
+inline uint8_t wbyte(const uint8_t *weights, u64 a, u32 limit) { return a < limit ? weights[a] : 0; }
+
+/* One 128-bit beat of the weights blob starting at byte `a` (16-byte aligned in every caller). */
+beat_t read_beat(const uint8_t *weights, u64 a, u32 limit) {
+#pragma HLS INLINE
+    beat_t b = 0;
+    if (a + BEAT_BYTES <= limit) {
+        for (int i = 0; i < BEAT_BYTES; i++) {
+#pragma HLS UNROLL
+            NPU_SET_RANGE(b, 8 * i + 7, 8 * i, weights[a + i]);
+        }
+    } else {
+        for (int i = 0; i < BEAT_BYTES; i++) {
+#pragma HLS UNROLL
+            NPU_SET_RANGE(b, 8 * i + 7, 8 * i, wbyte(weights, a + i, limit));
+        }
+    }
+    return b;
+}
+
+inline void beat_bytes(const beat_t &b, uint8_t out[BEAT_BYTES]) {
+#pragma HLS INLINE
+    for (int i = 0; i < BEAT_BYTES; i++) {
+#pragma HLS UNROLL
+        out[i] = (uint8_t)b.range(8 * i + 7, 8 * i);
+    }
+}
+
 /* Quantizes one activation block x[0..15] (docs/numerics.md "Quantizing a block"). mbits = magnitude bits M.
- * Writes the mantissas, returns the shared exponent E. */
+ * Writes the mantissas, returns the shared exponent E. 16 lanes in parallel on the float32 bit patterns. */
 int quantize_block(const float x[BW_BLOCK], int mbits, int16_t m[BW_BLOCK]) {
 #pragma HLS INLINE
     u32 mag[BW_BLOCK];
@@ -159,32 +223,8 @@ inline int weight_lane(const uint8_t *src, u32 prec, int l) {
     return (int)(nib ^ 8u) - 8; /* sign-extend 4 bits */
 }
 
-/* Reads weight block `blk` (mantissas and exponent) from the weights blob. */
-int load_weight_block(const uint8_t *weights, u32 mant_off, u32 exp_off, u32 blk, u32 prec, int16_t wm[BW_BLOCK]) {
-#pragma HLS INLINE
-    const uint8_t *src = weights + mant_off + (u64)blk * block_bytes(prec);
-    for (int i = 0; i < BW_BLOCK; i++) {
-#pragma HLS UNROLL
-        wm[i] = (int16_t)weight_lane(src, prec, i);
-    }
-    return (int8_t)weights[exp_off + blk];
-}
-
-/* The 16-lane MAC: exact integer sum of activation x weight mantissas for one block pair
- * (|sum| <= 16 * 2047 * 32767 < 2^31 in bfp20, so an int holds it). */
-int mac16(const uint8_t *wsrc, u32 prec, const int16_t a[BW_BLOCK]) {
-#pragma HLS INLINE
-    int isum = 0;
-MAC16:
-    for (int l = 0; l < BW_BLOCK; l++) {
-#pragma HLS UNROLL
-        isum += (int)a[l] * weight_lane(wsrc, prec, l);
-    }
-    return isum;
-}
-
 /* ---------------------------------------------------------------------------------------------------- */
-/* Instruction fields */
+/* Instruction fields and validation */
 
 struct Insn {
     u32 op, act, prec;
@@ -226,6 +266,8 @@ void decode(const u32 w[BW_INSN_WORDS], Insn &d) {
 
 inline bool is_depthwise(const Insn &d) { return d.groups == d.in_c && d.out_c == d.in_c; }
 inline u32 ceil16(u32 c) { return (c + BW_BLOCK - 1) / BW_BLOCK; }
+inline u32 ceil_div(u32 a, u32 b) { return (a + b - 1) / b; }
+inline u32 umin(u32 a, u32 b) { return a < b ? a : b; }
 
 /* [offset, offset + h*w*c) inside [0, limit) */
 bool tensor_fits(u32 offset, u32 h, u32 w, u32 c, u32 limit) {
@@ -243,19 +285,26 @@ u64 weight_blocks(const Insn &d) {
     return is_depthwise(d) ? taps * ceil16(d.in_c) : (u64)d.out_c * taps * ceil16(d.in_c / d.groups);
 }
 
-/* Weight exponents outside [BW_EXP_MIN, BW_EXP_MAX] would take the MAC scale 2^(Ea + Ew - mshift) out of float32's
- * normal range (pow2f needs [-126, 127]); such a program is refused. Runs after validate(): the bytes are in bounds. */
-u32 check_weight_exponents(const Insn &d, const uint8_t *weights) {
+/* Weight exponents outside [BW_EXP_MIN, BW_EXP_MAX] would take the chunk scale out of float32's normal range;
+ * such a program is refused. Runs after validate() (the bytes are in bounds), 16 exponents per 128-bit beat.
+ * This is the per-call validation cost the interface forces today (docs/hardware.md "Validation at load"). */
+u32 check_weight_exponents(const Insn &d, const uint8_t *weights, u32 weights_bytes) {
     if (d.op != BW_OP_CONV2D) return NPU_STATUS_OK;
-    const u64 n = weight_blocks(d);
+    const u64 first = d.exp_off, end = (u64)d.exp_off + weight_blocks(d);
+    bool bad = false;
 EXPONENTS:
-    for (u64 i = 0; i < n; i++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 65536 avg = 4096
+    for (u64 a = first & ~(u64)(BEAT_BYTES - 1); a < end; a += BEAT_BYTES) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 4096 avg = 256
 #pragma HLS PIPELINE II = 1
-        int e = (int8_t)weights[d.exp_off + i];
-        if (e < BW_EXP_MIN || e > BW_EXP_MAX) return NPU_STATUS_BAD_FIELD;
+        beat_t b = read_beat(weights, a, weights_bytes);
+        for (int i = 0; i < BEAT_BYTES; i++) {
+#pragma HLS UNROLL
+            int e = (int8_t)b.range(8 * i + 7, 8 * i);
+            bool in = a + i >= first && a + i < end;
+            bad |= in && (e < BW_EXP_MIN || e > BW_EXP_MAX);
+        }
     }
-    return NPU_STATUS_OK;
+    return bad ? NPU_STATUS_BAD_FIELD : NPU_STATUS_OK;
 }
 
 /* Checks one instruction before anything runs: a program the kernel cannot execute safely is rejected
@@ -315,54 +364,638 @@ u32 validate(const Insn &d, u32 arena_words, u32 weights_bytes) {
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
-/* CONV2D (also dense, depthwise and grouped) with bias, optional residual, activation */
+/* CONV2D plan: the tiling every process of the dataflow region follows. brainwave/fpga/perf.py (ConvPlan)
+ * implements the same rules; tests/fpga/test_npu_config.py compares the two on the catalog networks. */
 
-void op_conv2d(const Insn &d, const uint8_t *weights, float *arena) {
+enum { PATH_DENSE = 0, PATH_DEPTHWISE = 1, PATH_GENERIC = 2 };
+
+struct Plan {
+    u32 path;
+    u32 nb_in;     /* 16-channel blocks per input pixel */
+    u32 nbw;       /* weight blocks per (output, tap): dense; 1 for depthwise */
+    u32 taps;
+    u32 steps;     /* (tap, chunk) steps per work unit */
+    u32 k;         /* output channels per work unit (K-tile) */
+    u32 kt_per_group, n_kt;
+    u32 rows_cap;  /* input rows the line buffer holds */
+    u32 band_rows; /* output rows per band */
+    u32 n_bands;
+    bool resident; /* the weight tile stays in its bank across bands (fetched once per layer) */
+};
+
+/* Input rows a band of R output rows spans. */
+inline u32 band_span(const Insn &d, u32 r) {
+    u64 s = (u64)(r - 1) * d.sh + d.kh;
+    return s < d.in_h ? (u32)s : d.in_h;
+}
+
+Plan plan_conv(const Insn &d) {
+    Plan p;
+    p.nb_in = ceil16(d.in_c);
+    p.taps = d.kh * d.kw;
+    const u32 cg = d.in_c / d.groups;
+    const u32 opg = d.out_c / d.groups;
+    const u32 bb = block_bytes(d.prec);
+    u32 cap = (u32)NPU_WBUF_BYTES / bb; /* blocks one weight bank holds in this precision */
+    if (cap > WB_BLOCKS) cap = WB_BLOCKS;
+    p.resident = false;
+    p.band_rows = p.n_bands = p.rows_cap = p.k = p.kt_per_group = p.n_kt = p.steps = 0;
+    p.nbw = 1;
+    if (is_depthwise(d)) {
+        p.path = PATH_DEPTHWISE;
+        p.steps = p.taps;
+        p.k = ACCW;
+        p.kt_per_group = p.n_kt = ceil_div(d.in_c, ACCW);
+        if ((u64)p.taps * p.nb_in > cap) p.path = PATH_GENERIC;
+        p.resident = true; /* all taps x all channel blocks: one tile */
+    } else if (d.groups == 1 || cg % BW_BLOCK == 0) {
+        p.path = PATH_DENSE;
+        p.nbw = ceil16(cg);
+        u64 steps = (u64)p.taps * p.nbw;
+        const u32 kprec = d.prec == BW_PREC_BFP20 ? (u32)KD : (u32)KMAX;
+        u64 fit = steps <= cap ? cap / steps : 0;
+        u32 k = kprec;
+        if (k > opg) k = opg;
+        if ((u64)k > fit) k = (u32)fit;
+        if (k == 0) {
+            p.path = PATH_GENERIC;
+        } else {
+            p.steps = (u32)steps;
+            p.k = k;
+            p.kt_per_group = ceil_div(opg, k);
+            p.n_kt = d.groups * p.kt_per_group;
+            p.resident = p.n_kt == 1;
+        }
+    } else {
+        p.path = PATH_GENERIC;
+    }
+    if (p.path == PATH_GENERIC) return p;
+    /* line buffer: whole input rows; a band of R output rows needs its span plus the next band's new rows */
+    const u64 row_blocks = (u64)d.in_w * p.nb_in;
+    p.rows_cap = row_blocks == 0 ? 0xFFFFFFFFu : (u32)((u64)LB_BLOCKS / row_blocks);
+    u32 r = 0;
+    for (u32 c = 1; c <= d.out_h; c++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 112 avg = 16
+        u64 ahead = c < d.out_h ? (u64)c * d.sh : 0;
+        if (ahead > d.in_h) ahead = d.in_h;
+        if ((u64)band_span(d, c) + ahead > p.rows_cap) break;
+        r = c;
+    }
+    if (r == 0 && d.out_h > 0 && band_span(d, 1) <= p.rows_cap) r = 1; /* no look-ahead: fill, then compute */
+    if (r == 0 && d.out_h > 0) {
+        p.path = PATH_GENERIC;
+        return p;
+    }
+    p.band_rows = r;
+    p.n_bands = r ? ceil_div(d.out_h, r) : 0;
+    return p;
+}
+
+/* Does any (output row, tap row) read input row iy? (stride > kernel skips rows) */
+bool row_touched(const Insn &d, u32 iy) {
+    bool t = false;
+    for (u32 ky = 0; ky < d.kh; ky++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 7 avg = 3
+        long v = (long)iy + (long)d.pt - (long)ky;
+        if (v >= 0 && v % (long)d.sh == 0 && v / (long)d.sh < (long)d.out_h) t = true;
+    }
+    return t;
+}
+
+/* Input rows [lo, hi) band b reads. */
+void band_rows_in(const Insn &d, const Plan &p, u32 b, long &lo, long &hi) {
+    const u32 oy0 = b * p.band_rows;
+    const u32 oy1 = umin(oy0 + p.band_rows, d.out_h);
+    lo = (long)oy0 * d.sh - (long)d.pt;
+    hi = (long)(oy1 - 1) * d.sh - (long)d.pt + (long)d.kh;
+    if (lo < 0) lo = 0;
+    if (hi > (long)d.in_h) hi = d.in_h;
+}
+
+/* Output channels [o0, o0 + kc) of K-tile t, and the first activation block of its group. */
+void ktile(const Insn &d, const Plan &p, u32 t, u32 &o0, u32 &kc, u32 &ab0) {
+    if (p.path == PATH_DEPTHWISE) {
+        o0 = t * p.k;
+        kc = umin(p.k, d.out_c - o0);
+        ab0 = 0;
+        return;
+    }
+    const u32 opg = d.out_c / d.groups;
+    const u32 g = t / p.kt_per_group, j = t % p.kt_per_group;
+    o0 = g * opg + j * p.k;
+    kc = umin(p.k, opg - j * p.k);
+    ab0 = g * ((d.in_c / d.groups) / BW_BLOCK);
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* CONV2D dataflow processes */
+
+struct QBlock { /* one quantized 16-lane activation block */
+    int16_t m[BW_BLOCK];
+    int8_t e;
+};
+
+struct Seg { /* K consecutive channels of one output pixel (an output or residual segment) */
+    float v[ACCW];
+};
+
+/* Reads each touched input row once (in band order), quantizes it block by block, and the residual segments in
+ * the order the vector unit consumes them. */
+void read_act(const float *arena, const Insn &d, const Plan &p, hls::stream<QBlock, 64> &qs,
+              hls::stream<Seg, 64> &rs) {
     const int mbits = mantissa_bits(d.prec);
-    const int mshift = (mbits - 1) + (weight_mantissa_bits(d.prec) - 1); /* scale 2^(Ea + Ew - mshift) */
+    long loaded = 0; /* rows [0, loaded) have been read */
+BANDS_R:
+    for (u32 b = 0; b < p.n_bands; b++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 112 avg = 8
+        long lo, hi;
+        band_rows_in(d, p, b, lo, hi);
+        if (loaded < lo) loaded = lo;
+    ROWS_R:
+        for (long iy = loaded; iy < hi; iy++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 32 avg = 4
+            if (!row_touched(d, (u32)iy)) continue;
+            const float *row = arena + d.in_off + (u64)iy * d.in_w * d.in_c;
+        ROW_BLOCKS:
+            for (u32 ix = 0; ix < d.in_w; ix++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 224 avg = 28
+                for (u32 blk = 0; blk < p.nb_in; blk++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256 avg = 16
+#pragma HLS PIPELINE II = 1
+                    float x[BW_BLOCK];
+                    const float *px = row + (u64)ix * d.in_c;
+                    for (int l = 0; l < BW_BLOCK; l++) {
+#pragma HLS UNROLL
+                        u32 c = blk * BW_BLOCK + l;
+                        x[l] = c < d.in_c ? px[c] : 0.0f;
+                    }
+                    QBlock q;
+                    q.e = (int8_t)quantize_block(x, mbits, q.m);
+                    qs.write(q);
+                }
+            }
+        }
+        if (hi > loaded) loaded = hi;
+        if (!d.has_res) continue;
+        const u32 oy0 = b * p.band_rows, pix = (umin(oy0 + p.band_rows, d.out_h) - oy0) * d.out_w;
+    RES_TILES:
+        for (u32 t = 0; t < p.n_kt; t++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256 avg = 8
+            u32 o0, kc, ab0;
+            ktile(d, p, t, o0, kc, ab0);
+        RES_PIX:
+            for (u32 q = 0; q < pix; q++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1024 avg = 256
+#pragma HLS PIPELINE II = 1
+                Seg s;
+                const float *src = arena + d.res_off + ((u64)oy0 * d.out_w + q) * d.out_c + o0;
+                for (int k = 0; k < ACCW; k++) {
+#pragma HLS UNROLL
+                    s.v[k] = (u32)k < kc ? src[k] : 0.0f;
+                }
+                rs.write(s);
+            }
+        }
+    }
+}
+
+/* Streams the weight tiles as 128-bit beats: per tile its mantissa blocks (contiguous in the blob), exponents
+ * and biases, each a run of aligned beats. Dense: every K-tile once per band (once per layer when the layer has
+ * a single tile); depthwise: the whole layer once. */
+void fetch_run(const uint8_t *weights, u32 weights_bytes, u64 first, u64 n, hls::stream<beat_t, 512> &ws) {
+BURST:
+    for (u64 a = first & ~(u64)(BEAT_BYTES - 1); a < first + n; a += BEAT_BYTES) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 36864 avg = 1024
+#pragma HLS PIPELINE II = 1
+        ws.write(read_beat(weights, a, weights_bytes));
+    }
+}
+
+void tile_extent(const Insn &d, const Plan &p, u32 t, u64 &blk0, u64 &nblk, u32 &o0, u32 &kc) {
+    u32 ab0;
+    ktile(d, p, t, o0, kc, ab0);
+    if (p.path == PATH_DEPTHWISE) {
+        blk0 = 0;
+        nblk = (u64)p.taps * p.nb_in;
+        o0 = 0;
+        kc = d.out_c;
+    } else {
+        blk0 = (u64)o0 * p.steps;
+        nblk = (u64)kc * p.steps;
+    }
+}
+
+void fetch_weights(const uint8_t *weights, u32 weights_bytes, const Insn &d, const Plan &p,
+                   hls::stream<beat_t, 512> &ws) {
+    const u32 bb = block_bytes(d.prec);
+    const u32 n_tiles = p.path == PATH_DEPTHWISE ? 1 : p.n_kt;
+    const u32 passes = p.resident ? 1 : p.n_bands;
+PASSES:
+    for (u32 b = 0; b < passes; b++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 16 avg = 2
+    TILES_F:
+        for (u32 t = 0; t < n_tiles; t++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256 avg = 16
+            u64 blk0, nblk;
+            u32 o0, kc;
+            tile_extent(d, p, t, blk0, nblk, o0, kc);
+            fetch_run(weights, weights_bytes, d.mant_off + blk0 * bb, nblk * bb, ws);
+            fetch_run(weights, weights_bytes, d.exp_off + blk0, nblk, ws);
+            fetch_run(weights, weights_bytes, d.bias_off + 4ull * o0, 4ull * kc, ws);
+        }
+    }
+}
+
+/* One weight bank: a tile unpacked for the engine, blocks in (step, output) order. */
+struct WTile {
+    int16_t m[WB_BLOCKS][BW_BLOCK];
+    int8_t e[WB_BLOCKS];
+    float bias[NPU_MAX_CHANNELS];
+};
+
+/* Consumes the beats of one run of n bytes starting at byte `first` and hands each byte to `put(i, byte)`. */
+template <typename F>
+void consume_run(hls::stream<beat_t, 512> &ws, u64 first, u64 n, F put) {
+    const u64 a0 = first & ~(u64)(BEAT_BYTES - 1);
+    u64 i = 0; /* bytes of the run consumed */
+UNPACK:
+    for (u64 a = a0; a < first + n; a += BEAT_BYTES) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 36864 avg = 1024
+#pragma HLS PIPELINE II = 1
+        uint8_t by[BEAT_BYTES];
+        beat_bytes(ws.read(), by);
+        for (int j = 0; j < BEAT_BYTES; j++) {
+#pragma HLS UNROLL
+            u64 pos = a + j;
+            if (pos >= first && pos < first + n) {
+                put(i, by[j]);
+                i++;
+            }
+        }
+    }
+}
+
+/* Unpacks one tile into a bank: block i of the run (blob order: output-major, then tap, then chunk) goes to
+ * slot (step * K + k), so a step's K weight blocks sit side by side for the P x K cascades. */
+void load_tile(hls::stream<beat_t, 512> &ws, const Insn &d, const Plan &p, u32 t, WTile &wt) {
+    const u32 bb = block_bytes(d.prec);
+    u64 blk0, nblk;
+    u32 o0, kc;
+    tile_extent(d, p, t, blk0, nblk, o0, kc);
+    const bool dw = p.path == PATH_DEPTHWISE;
+    const u32 steps = p.steps, K = p.k;
+    auto slot = [&](u64 i) -> u64 { return dw ? i : (i % steps) * K + i / steps; };
+    if (!dw && kc < K) { /* unused outputs of a short tile: zero weights, so their lanes compute zeros */
+        for (u32 s = 0; s < steps; s++)
+            for (u32 k = kc; k < K; k++) {
+                for (int l = 0; l < BW_BLOCK; l++) wt.m[s * K + k][l] = 0;
+                wt.e[s * K + k] = BW_EXP_MIN;
+            }
+    }
+    const u32 prec = d.prec;
+    consume_run(ws, d.mant_off + blk0 * bb, nblk * bb, [&](u64 i, uint8_t v) {
+        const u64 blk = i / bb, off = i % bb;
+        int16_t *m = wt.m[slot(blk)];
+        if (prec == BW_PREC_BFP16) {
+            m[off] = (int8_t)v;
+        } else if (prec == BW_PREC_BFP20) {
+            const int l = (int)(off >> 1);
+            if (off & 1) m[l] = (int16_t)(uint16_t)(((u32)v << 8) | ((u32)m[l] & 0xFFu));
+            else m[l] = (int16_t)v;
+        } else {
+            m[2 * off] = (int16_t)((int)((v & 0xFu) ^ 8u) - 8);
+            m[2 * off + 1] = (int16_t)((int)((v >> 4) ^ 8u) - 8);
+        }
+    });
+    consume_run(ws, d.exp_off + blk0, nblk, [&](u64 i, uint8_t v) { wt.e[slot(i)] = (int8_t)v; });
+    u32 word = 0;
+    consume_run(ws, d.bias_off + 4ull * o0, 4ull * kc, [&](u64 i, uint8_t v) {
+        word |= (u32)v << (8 * (i & 3));
+        if ((i & 3) == 3) {
+            wt.bias[i >> 2] = u2f(word);
+            word = 0;
+        }
+    });
+}
+
+/* The P x K cascades of one pixel for one step: exact 16-lane integer sums (docs/numerics.md "Dot product").
+ * NPU_DSP_PACKED selects the DSP48E2 form that synthesis uses in bfp16/bfp12: two weights of adjacent output
+ * channels share the activation operand, packed 2^19 apart in the 27-bit pre-adder output
+ * (w_hi * 2^19 + w_lo) * a; a 16-deep cascade accumulates 48-bit sums and the low sum is recovered by sign-
+ * extending the low 19 bits (|sum| <= 16 * 127 * 127 < 2^18), the high one as (P - low) >> 19. The plain form
+ * computes the same integers; tests/hls/test_dsp_packing.py runs the sweep with both. */
+template <int K>
+inline void cascades(u32 prec, const int16_t a[BW_BLOCK], const int16_t (*w)[BW_BLOCK], int isum[K]) {
+#pragma HLS INLINE
+#if (defined(NPU_DSP_PACKED) || defined(__SYNTHESIS__)) && NPU_PACK == 2
+    if (prec != BW_PREC_BFP20 && K % 2 == 0) {
+        for (int k = 0; k < K; k += 2) {
+#pragma HLS UNROLL
+            int64_t acc = 0; /* ap_int<48> in the DSP cascade */
+            for (int l = 0; l < BW_BLOCK; l++) {
+#pragma HLS UNROLL
+                const int64_t ad = (int64_t)w[k + 1][l] * (1 << PACK_SHIFT) + w[k][l]; /* pre-adder, 27 bits */
+                acc += ad * a[l];
+            }
+            const int64_t lo = (int64_t)((uint64_t)acc << (64 - PACK_SHIFT)) >> (64 - PACK_SHIFT);
+            isum[k] = (int)lo;
+            isum[k + 1] = (int)((acc - lo) >> PACK_SHIFT);
+        }
+        return;
+    }
+#else
+    (void)prec;
+#endif
+    for (int k = 0; k < K; k++) {
+#pragma HLS UNROLL
+        int s = 0;
+        for (int l = 0; l < BW_BLOCK; l++) {
+#pragma HLS UNROLL
+            s += (int)a[l] * (int)w[k][l];
+        }
+        isum[k] = s;
+    }
+}
+
+/* One work unit of a dense (or 16-aligned grouped) conv: up to PL output pixels x K output channels. */
+template <int K>
+void dense_unit(const Insn &d, const Plan &p, u32 q0, u32 npix, u32 ab0, u32 kc, const int16_t (*lb_m)[BW_BLOCK],
+                const int8_t *lb_e, const WTile &wt, float acc[PL][ACCW]) {
+    const int mshift = (mantissa_bits(d.prec) - 1) + (weight_mantissa_bits(d.prec) - 1);
+    u32 oy[PL], ox[PL];
+    for (int s = 0; s < PL; s++) {
+#pragma HLS UNROLL
+        u32 q = q0 + (u32)s;
+        oy[s] = q / d.out_w;
+        ox[s] = q % d.out_w;
+        for (int k = 0; k < ACCW; k++) acc[s][k] = 0.0f;
+    }
+TAP_Y:
+    for (u32 ky = 0; ky < d.kh; ky++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 7 avg = 3
+    TAP_X:
+        for (u32 kx = 0; kx < d.kw; kx++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 7 avg = 3
+            long base[PL]; /* line-buffer block of each pixel's input for this tap; -1: padding (adds +0.0) */
+#pragma HLS ARRAY_PARTITION variable = base complete
+            for (int s = 0; s < PL; s++) {
+#pragma HLS UNROLL
+                long iy = (long)oy[s] * d.sh - (long)d.pt + ky;
+                long ix = (long)ox[s] * d.sw - (long)d.pl + kx;
+                bool in = (u32)s < npix && iy >= 0 && iy < (long)d.in_h && ix >= 0 && ix < (long)d.in_w;
+                base[s] = in ? ((long)((u64)iy % p.rows_cap) * d.in_w + ix) * p.nb_in + ab0 : -1;
+            }
+            const u32 tap = ky * d.kw + kx;
+        CHUNKS:
+            for (u32 c = 0; c < p.nbw; c++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 128 avg = 16
+                const u32 step = tap * p.nbw + c;
+                const int16_t(*w)[BW_BLOCK] = wt.m + (u64)step * p.k;
+                const int8_t *we = wt.e + (u64)step * p.k;
+            GROUPS:
+                for (int j = 0; j < L; j++) { /* II=1: group j's accumulators are touched again L cycles later */
+#pragma HLS PIPELINE II = 1
+                PIXELS:
+                    for (int pp = 0; pp < P; pp++) {
+#pragma HLS UNROLL
+                        const int s = j * P + pp;
+                        if (base[s] < 0) continue;
+                        const int16_t *a = lb_m[base[s] + c];
+                        const int ea = lb_e[base[s] + c] - mshift;
+                        int isum[K];
+                        cascades<K>(d.prec, a, w, isum);
+                        float *ac = acc[s];
+                    ACCUMULATE:
+                        for (int k = 0; k < K; k++) {
+#pragma HLS UNROLL
+                            ac[k] = ac[k] + chunk_partial(isum[k], ea + we[k]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (void)kc;
+}
+
+/* One work unit of a depthwise conv: up to PL output pixels x ACCW channels, one product (one chunk) per lane. */
+void depthwise_unit(const Insn &d, const Plan &p, u32 q0, u32 npix, u32 c0, const int16_t (*lb_m)[BW_BLOCK],
+                    const int8_t *lb_e, const WTile &wt, float acc[PL][ACCW]) {
+    const int mshift = (mantissa_bits(d.prec) - 1) + (weight_mantissa_bits(d.prec) - 1);
+    const u32 cb0 = c0 / BW_BLOCK;
+    const u32 ncb = umin(ACCW / BW_BLOCK, p.nb_in - cb0);
+    u32 oy[PL], ox[PL];
+    for (int s = 0; s < PL; s++) {
+#pragma HLS UNROLL
+        u32 q = q0 + (u32)s;
+        oy[s] = q / d.out_w;
+        ox[s] = q % d.out_w;
+        for (int k = 0; k < ACCW; k++) acc[s][k] = 0.0f;
+    }
+DW_TAP_Y:
+    for (u32 ky = 0; ky < d.kh; ky++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 5 avg = 3
+    DW_TAP_X:
+        for (u32 kx = 0; kx < d.kw; kx++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 5 avg = 3
+            const u32 tap = ky * d.kw + kx;
+        DW_BLOCKS:
+            for (u32 cb = 0; cb < ncb; cb++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1 avg = 1
+                const int16_t *w = wt.m[(u64)tap * p.nb_in + cb0 + cb];
+                const int ew = wt.e[(u64)tap * p.nb_in + cb0 + cb] - mshift;
+            DW_GROUPS:
+                for (int j = 0; j < L; j++) {
+#pragma HLS PIPELINE II = 1
+                    for (int pp = 0; pp < P; pp++) {
+#pragma HLS UNROLL
+                        const int s = j * P + pp;
+                        long iy = (long)oy[s] * d.sh - (long)d.pt + ky;
+                        long ix = (long)ox[s] * d.sw - (long)d.pl + kx;
+                        if ((u32)s >= npix || iy < 0 || iy >= (long)d.in_h || ix < 0 || ix >= (long)d.in_w) continue;
+                        const u64 blk = ((u64)((u64)iy % p.rows_cap) * d.in_w + (u64)ix) * p.nb_in + cb0 + cb;
+                        const int16_t *a = lb_m[blk];
+                        const int e = lb_e[blk] + ew;
+                        float *ac = acc[s] + cb * BW_BLOCK;
+                    DW_LANES:
+                        for (int l = 0; l < BW_BLOCK; l++) {
+#pragma HLS UNROLL
+                            ac[l] = ac[l] + chunk_partial((int)a[l] * (int)w[l], e);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* The conv engine: line buffer, weight banks, work units, vector unit (bias, residual, activation). */
+void conv_engine(const Insn &d, const Plan &p, hls::stream<QBlock, 64> &qs, hls::stream<beat_t, 512> &ws,
+                 hls::stream<Seg, 64> &rs, hls::stream<Seg, 64> &os) {
+    NPU_BUFFER int16_t lb_m[LB_BLOCKS][BW_BLOCK]; /* BRAM, lanes partitioned; circular in whole input rows */
+    NPU_BUFFER int8_t lb_e[LB_BLOCKS];
+    NPU_BUFFER WTile bank[2]; /* URAM ping-pong: tile t+1 is unpacked while tile t computes */
+#pragma HLS ARRAY_PARTITION variable = lb_m complete dim = 2
+#pragma HLS BIND_STORAGE variable = bank type = ram_2p impl = uram
+    float acc[PL][ACCW]; /* P x ACCW accumulate lanes x L interleaved groups: LUTRAM/registers */
+#pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
+#pragma HLS ARRAY_PARTITION variable = acc cyclic factor = NPU_P dim = 1
+
+    const u32 row_blocks = d.in_w * p.nb_in;
+    long loaded = 0;
+    u32 tiles_loaded = 0;
+BANDS:
+    for (u32 b = 0; b < p.n_bands; b++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 112 avg = 8
+        long lo, hi;
+        band_rows_in(d, p, b, lo, hi);
+        if (loaded < lo) loaded = lo;
+    ABSORB_ROWS:
+        for (long iy = loaded; iy < hi; iy++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 32 avg = 4
+            if (!row_touched(d, (u32)iy)) continue;
+            const u64 base = (u64)((u64)iy % p.rows_cap) * row_blocks;
+            for (u32 i = 0; i < row_blocks; i++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 4096 avg = 512
+#pragma HLS PIPELINE II = 1
+                QBlock q = qs.read();
+                for (int l = 0; l < BW_BLOCK; l++) lb_m[base + i][l] = q.m[l];
+                lb_e[base + i] = q.e;
+            }
+        }
+        if (hi > loaded) loaded = hi;
+        const u32 oy0 = b * p.band_rows;
+        const u32 pix = (umin(oy0 + p.band_rows, d.out_h) - oy0) * d.out_w;
+        const u32 n_units = ceil_div(pix, PL);
+    KTILES:
+        for (u32 t = 0; t < p.n_kt; t++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256 avg = 16
+            u32 o0, kc, ab0;
+            ktile(d, p, t, o0, kc, ab0);
+            const u32 fetch_t = p.path == PATH_DEPTHWISE ? 0 : t;
+            WTile &wt = bank[fetch_t & 1];
+            if (!p.resident || tiles_loaded == 0) {
+                if (p.path != PATH_DEPTHWISE || t == 0) {
+                    load_tile(ws, d, p, fetch_t, wt);
+                    tiles_loaded++;
+                }
+            }
+        UNITS:
+            for (u32 u = 0; u < n_units; u++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 196 avg = 16
+                const u32 q0 = oy0 * d.out_w + u * PL;
+                const u32 npix = umin(PL, pix - u * PL);
+                if (p.path == PATH_DEPTHWISE) {
+                    depthwise_unit(d, p, q0, npix, o0, lb_m, lb_e, wt, acc);
+                } else if (d.prec == BW_PREC_BFP20) {
+                    dense_unit<KD>(d, p, q0, npix, ab0, kc, lb_m, lb_e, wt, acc);
+                } else {
+                    dense_unit<KMAX>(d, p, q0, npix, ab0, kc, lb_m, lb_e, wt, acc);
+                }
+                const float *bias = p.path == PATH_DEPTHWISE ? wt.bias + o0 : wt.bias;
+            VECTOR:
+                for (u32 s = 0; s < npix; s++) { /* the same lanes: + bias, + residual, activation */
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 64 avg = 64
+#pragma HLS PIPELINE II = 1
+                    Seg r, o;
+                    if (d.has_res) r = rs.read();
+                    for (int k = 0; k < ACCW; k++) {
+#pragma HLS UNROLL
+                        float y = acc[s][k] + bias[(u32)k < kc ? k : 0];
+                        if (d.has_res) y = y + r.v[k];
+                        o.v[k] = canon(activate(y, d.act));
+                    }
+                    os.write(o);
+                }
+            }
+        }
+    }
+}
+
+/* Writes the output segments (kc consecutive channels per pixel) in the engine's order. */
+void write_act(float *arena, const Insn &d, const Plan &p, hls::stream<Seg, 64> &os) {
+WBANDS:
+    for (u32 b = 0; b < p.n_bands; b++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 112 avg = 8
+        const u32 oy0 = b * p.band_rows;
+        const u32 pix = (umin(oy0 + p.band_rows, d.out_h) - oy0) * d.out_w;
+    WTILES:
+        for (u32 t = 0; t < p.n_kt; t++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256 avg = 16
+            u32 o0, kc, ab0;
+            ktile(d, p, t, o0, kc, ab0);
+        WPIX:
+            for (u32 q = 0; q < pix; q++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1024 avg = 256
+#pragma HLS PIPELINE II = 1
+                Seg o = os.read();
+                float *dst = arena + d.out_off + ((u64)oy0 * d.out_w + q) * d.out_c + o0;
+                for (int k = 0; k < ACCW; k++) {
+#pragma HLS UNROLL
+                    if ((u32)k < kc) dst[k] = o.v[k];
+                }
+            }
+        }
+    }
+}
+
+void conv_dataflow(const Insn &d, const Plan &p, const uint8_t *weights, u32 weights_bytes, float *arena) {
+#pragma HLS DATAFLOW
+    hls::stream<QBlock, 64> qs;
+    hls::stream<Seg, 64> rs;
+    hls::stream<beat_t, 512> ws;
+    hls::stream<Seg, 64> os;
+    read_act(arena, d, p, qs, rs);
+    fetch_weights(weights, weights_bytes, d, p, ws);
+    conv_engine(d, p, qs, ws, rs, os);
+    write_act(arena, d, p, os);
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* Generic path (the v1 datapath): grouped convs whose groups are not 16-aligned, and layers whose rows or
+ * weight tiles do not fit the buffers. Per output pixel and valid tap: quantize the input pixel, then walk
+ * the chunks (cut at activation and weight block edges) with one float32 accumulator per output channel. */
+
+int load_weight_block(const uint8_t *weights, u32 mant_off, u32 exp_off, u32 blk, u32 prec, int16_t wm[BW_BLOCK]) {
+#pragma HLS INLINE
+    const uint8_t *src = weights + mant_off + (u64)blk * block_bytes(prec);
+    for (int i = 0; i < BW_BLOCK; i++) {
+#pragma HLS UNROLL
+        wm[i] = (int16_t)weight_lane(src, prec, i);
+    }
+    return (int8_t)weights[exp_off + blk];
+}
+
+void conv_generic(const Insn &d, const uint8_t *weights, float *arena) {
+    const int mbits = mantissa_bits(d.prec);
+    const int mshift = (mbits - 1) + (weight_mantissa_bits(d.prec) - 1);
     const u32 nb_in = ceil16(d.in_c);
-    const u32 cg = d.in_c / d.groups;     /* input channels per group */
-    const u32 opg = d.out_c / d.groups;   /* output channels per group */
+    const u32 cg = d.in_c / d.groups;
+    const u32 opg = d.out_c / d.groups;
     const bool dw = is_depthwise(d);
-    const bool aligned = d.groups == 1 || cg % BW_BLOCK == 0; /* every chunk is one whole block pair */
-    const u32 nbw = ceil16(cg);           /* weight blocks per (output channel, tap) */
-
-    int16_t qa[NPU_MAX_BLOCKS][BW_BLOCK]; /* quantized input pixel: mantissas */
-    int8_t ea[NPU_MAX_BLOCKS];           /* and block exponents */
-    float acc[NPU_MAX_CHANNELS];         /* one float32 accumulator per output channel */
+    const u32 nbw = ceil16(cg);
+    int16_t qa[NPU_MAX_BLOCKS][BW_BLOCK];
+    int8_t ea[NPU_MAX_BLOCKS];
+    float acc[NPU_MAX_CHANNELS];
 #pragma HLS ARRAY_PARTITION variable = qa complete dim = 2
-#pragma HLS ARRAY_PARTITION variable = acc cyclic factor = 16
-
-PIXEL_Y:
+GEN_Y:
     for (u32 oy = 0; oy < d.out_h; oy++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 112 avg = 28
-    PIXEL_X:
+    GEN_X:
         for (u32 ox = 0; ox < d.out_w; ox++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 112 avg = 28
-        ACC_CLEAR:
-            for (u32 o = 0; o < d.out_c; o++) {
-#pragma HLS LOOP_TRIPCOUNT min = 16 max = 2048 avg = 256
-#pragma HLS PIPELINE II = 1
-                acc[o] = 0.0f;
-            }
-        TAP_Y:
+            for (u32 o = 0; o < d.out_c; o++) acc[o] = 0.0f;
             for (u32 ky = 0; ky < d.kh; ky++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 7 avg = 3
                 long iy = (long)oy * d.sh - (long)d.pt + ky;
                 if (iy < 0 || iy >= (long)d.in_h) continue;
-            TAP_X:
                 for (u32 kx = 0; kx < d.kw; kx++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 7 avg = 3
                     long ix = (long)ox * d.sw - (long)d.pl + kx;
                     if (ix < 0 || ix >= (long)d.in_w) continue;
                     const float *px = arena + d.in_off + ((u64)iy * d.in_w + (u64)ix) * d.in_c;
-                QUANT:
                     for (u32 b = 0; b < nb_in; b++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 128 avg = 16
 #pragma HLS PIPELINE II = 1
                         float x[BW_BLOCK];
                         for (int l = 0; l < BW_BLOCK; l++) {
-#pragma HLS UNROLL
                             u32 c = b * BW_BLOCK + l;
                             x[l] = c < d.in_c ? px[c] : 0.0f;
                         }
@@ -370,90 +1003,46 @@ PIXEL_Y:
                     }
                     const u32 tap = ky * d.kw + kx;
                     if (dw) {
-                        /* depthwise: one chunk per channel, weights per tap in blocks of 16 channels */
-                    DW_BLOCKS:
                         for (u32 b = 0; b < nb_in; b++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 80 avg = 16
-#pragma HLS PIPELINE II = 1
                             int16_t wm[BW_BLOCK];
                             int ew = load_weight_block(weights, d.mant_off, d.exp_off, tap * nb_in + b, d.prec, wm);
-                            float scale = pow2f(ea[b] + ew - mshift);
-                        DW_LANES:
                             for (int l = 0; l < BW_BLOCK; l++) {
-#pragma HLS UNROLL
                                 u32 o = b * BW_BLOCK + l;
-                                if (o < d.out_c) {
-                                    int isum = (int)qa[b][l] * (int)wm[l];
-                                    acc[o] = acc[o] + (float)isum * scale;
-                                }
+                                if (o < d.out_c) acc[o] = acc[o] + chunk_partial((int)qa[b][l] * wm[l], ea[b] + ew - mshift);
                             }
                         }
-                    } else if (aligned) {
-                        /* dense / grouped with 16-aligned groups: every chunk is a full block pair */
-                    OUT_TILES:
-                        for (u32 o0 = 0; o0 < d.out_c; o0 += NPU_OLANES) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256 avg = 32
-                        W_BLOCKS:
-                            for (u32 wb = 0; wb < nbw; wb++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 128 avg = 16
-                            OUT_LANES:
-                                for (u32 p = 0; p < NPU_OLANES; p++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS DEPENDENCE variable = acc inter distance = 8 true
-                                    u32 o = o0 + p;
-                                    if (o < d.out_c) {
-                                        u32 ab = (o / opg) * cg / BW_BLOCK + wb;
-                                        u32 blk = (o * (d.kh * d.kw) + tap) * nbw + wb;
-                                        int ew = (int8_t)weights[d.exp_off + blk];
-                                        int isum = mac16(weights + d.mant_off + (u64)blk * block_bytes(d.prec), d.prec,
-                                                         qa[ab]);
-                                        acc[o] = acc[o] + (float)isum * pow2f(ea[ab] + ew - mshift);
-                                    }
-                                }
+                        continue;
+                    }
+                    for (u32 o = 0; o < d.out_c; o++) {
+                        const u32 base = (o / opg) * cg;
+                        const u32 end = base + cg;
+                        const u32 blk0 = (o * (d.kh * d.kw) + tap) * nbw;
+                        int16_t wm[BW_BLOCK];
+                        int ew = 0;
+                        u32 loaded = 0xFFFFFFFFu;
+                        for (u32 c = base; c < end;) {
+                            u32 ab = c / BW_BLOCK, al = c % BW_BLOCK;
+                            u32 wb = (c - base) / BW_BLOCK, wl = (c - base) % BW_BLOCK;
+                            u32 len = BW_BLOCK - al;
+                            if (BW_BLOCK - wl < len) len = BW_BLOCK - wl;
+                            if (end - c < len) len = end - c;
+                            if (wb != loaded) {
+                                ew = load_weight_block(weights, d.mant_off, d.exp_off, blk0 + wb, d.prec, wm);
+                                loaded = wb;
                             }
-                        }
-                    } else {
-                        /* grouped, groups not 16-aligned: chunks cut at activation and weight block edges */
-                    OUT_GENERIC:
-                        for (u32 o = 0; o < d.out_c; o++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 512 avg = 64
-                            const u32 base = (o / opg) * cg;
-                            const u32 end = base + cg;
-                            const u32 blk0 = (o * (d.kh * d.kw) + tap) * nbw;
-                            int16_t wm[BW_BLOCK];
-                            int ew = 0;
-                            u32 loaded = 0xFFFFFFFFu;
-                        CHUNKS:
-                            for (u32 c = base; c < end;) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 64 avg = 4
-                                u32 ab = c / BW_BLOCK, al = c % BW_BLOCK;
-                                u32 wb = (c - base) / BW_BLOCK, wl = (c - base) % BW_BLOCK;
-                                u32 len = BW_BLOCK - al;
-                                if (BW_BLOCK - wl < len) len = BW_BLOCK - wl;
-                                if (end - c < len) len = end - c;
-                                if (wb != loaded) {
-                                    ew = load_weight_block(weights, d.mant_off, d.exp_off, blk0 + wb, d.prec, wm);
-                                    loaded = wb;
-                                }
-                                int isum = 0;
-                                for (u32 i = 0; i < len; i++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 16
-                                    isum += (int)qa[ab][al + i] * (int)wm[wl + i];
-                                }
-                                acc[o] = acc[o] + (float)isum * pow2f(ea[ab] + ew - mshift);
-                                c += len;
-                            }
+                            int isum = 0;
+                            for (u32 i = 0; i < len; i++) isum += (int)qa[ab][al + i] * (int)wm[wl + i];
+                            acc[o] = acc[o] + chunk_partial(isum, ea[ab] + ew - mshift);
+                            c += len;
                         }
                     }
                 }
             }
-            /* vector unit */
             const u64 pix = ((u64)oy * d.out_w + ox) * d.out_c;
-        VECTOR:
             for (u32 o = 0; o < d.out_c; o++) {
-#pragma HLS LOOP_TRIPCOUNT min = 16 max = 2048 avg = 256
 #pragma HLS PIPELINE II = 1
-                float y = acc[o] + load_f32(weights, d.bias_off + 4u * o);
+                const uint8_t *bp = weights + d.bias_off + 4u * o;
+                float y = acc[o] + u2f((u32)bp[0] | ((u32)bp[1] << 8) | ((u32)bp[2] << 16) | ((u32)bp[3] << 24));
                 if (d.has_res) y = y + arena[d.res_off + pix + o];
                 arena[d.out_off + pix + o] = canon(activate(y, d.act));
             }
@@ -461,27 +1050,44 @@ PIXEL_Y:
     }
 }
 
+void op_conv2d(const Insn &d, const uint8_t *weights, u32 weights_bytes, float *arena) {
+    const Plan p = plan_conv(d);
+    if (d.out_h == 0 || d.out_w == 0) return;
+    if (p.path == PATH_GENERIC) conv_generic(d, weights, arena);
+    else conv_dataflow(d, p, weights, weights_bytes, arena);
+}
+
 /* ---------------------------------------------------------------------------------------------------- */
-/* Vector-unit instructions */
+/* Vector-unit instructions: elementwise over the arena, VW floats per cycle (one port beat). */
+
+constexpr int VW = NPU_PORT_BITS / 32;
 
 void op_add(const Insn &d, float *arena) {
     const u64 n = (u64)d.in_h * d.in_w * d.in_c;
 ADD:
-    for (u64 i = 0; i < n; i++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 802816 avg = 50176
+    for (u64 i = 0; i < n; i += VW) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 200704 avg = 12544
 #pragma HLS PIPELINE II = 1
-        float y = arena[d.in_off + i] + arena[d.in2_off + i];
-        arena[d.out_off + i] = canon(activate(y, d.act));
+        for (int j = 0; j < VW; j++) {
+#pragma HLS UNROLL
+            if (i + j < n) {
+                float y = arena[d.in_off + i + j] + arena[d.in2_off + i + j];
+                arena[d.out_off + i + j] = canon(activate(y, d.act));
+            }
+        }
     }
 }
 
 void op_activation(const Insn &d, float *arena) {
     const u64 n = (u64)d.in_h * d.in_w * d.in_c;
 ACT:
-    for (u64 i = 0; i < n; i++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 802816 avg = 50176
+    for (u64 i = 0; i < n; i += VW) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 200704 avg = 12544
 #pragma HLS PIPELINE II = 1
-        arena[d.out_off + i] = canon(activate(arena[d.in_off + i], d.act));
+        for (int j = 0; j < VW; j++) {
+#pragma HLS UNROLL
+            if (i + j < n) arena[d.out_off + i + j] = canon(activate(arena[d.in_off + i + j], d.act));
+        }
     }
 }
 
@@ -497,53 +1103,67 @@ PAD_Y:
             const u64 dst = d.out_off + ((u64)oy * d.out_w + ox) * d.out_c;
             const u64 src = inside ? d.in_off + ((u64)iy * d.in_w + (u64)ix) * d.in_c : 0;
         PAD_C:
-            for (u32 c = 0; c < d.out_c; c++) {
-#pragma HLS LOOP_TRIPCOUNT min = 3 max = 2048 avg = 64
+            for (u32 c = 0; c < d.out_c; c += VW) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 512 avg = 16
 #pragma HLS PIPELINE II = 1
-                arena[dst + c] = inside ? canon(arena[src + c]) : 0.0f;
+                for (int j = 0; j < VW; j++) {
+#pragma HLS UNROLL
+                    if (c + j < d.out_c) arena[dst + c + j] = inside ? canon(arena[src + c + j]) : 0.0f;
+                }
             }
         }
     }
 }
 
-/* MAXPOOL and AVGPOOL; padding cells are skipped. A window without any valid cell writes +0.0f. */
+/* MAXPOOL and AVGPOOL; padding cells are skipped. Per output pixel, the window's cells row-major, each cell's
+ * channels as one contiguous burst; a window without any valid cell writes +0.0f. */
 void op_pool(const Insn &d, float *arena) {
     const bool is_max = d.op == BW_OP_MAXPOOL;
+    float m[NPU_MAX_CHANNELS];
+    float sum[NPU_MAX_CHANNELS];
+#pragma HLS ARRAY_PARTITION variable = m cyclic factor = 4
+#pragma HLS ARRAY_PARTITION variable = sum cyclic factor = 4
 POOL_Y:
     for (u32 oy = 0; oy < d.out_h; oy++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 112 avg = 28
     POOL_X:
         for (u32 ox = 0; ox < d.out_w; ox++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 112 avg = 28
+            u32 count = 0;
+        WIN_Y:
+            for (u32 ky = 0; ky < d.kh; ky++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 7 avg = 3
+                long iy = (long)oy * d.sh - (long)d.pt + ky;
+                if (iy < 0 || iy >= (long)d.in_h) continue;
+            WIN_X:
+                for (u32 kx = 0; kx < d.kw; kx++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 7 avg = 3
+                    long ix = (long)ox * d.sw - (long)d.pl + kx;
+                    if (ix < 0 || ix >= (long)d.in_w) continue;
+                    const float *cell = arena + d.in_off + ((u64)iy * d.in_w + (u64)ix) * d.in_c;
+                CELL_C:
+                    for (u32 c = 0; c < d.in_c; c++) {
+#pragma HLS LOOP_TRIPCOUNT min = 3 max = 2048 avg = 64
+#pragma HLS PIPELINE II = 1
+                        float v = cell[c];
+                        if (is_max) {
+                            if (count == 0 || v > m[c]) m[c] = v;
+                        } else {
+                            sum[c] = (count == 0 ? 0.0f : sum[c]) + v;
+                        }
+                    }
+                    count++;
+                }
+            }
             const u64 dst = d.out_off + ((u64)oy * d.out_w + ox) * d.out_c;
-        POOL_C:
+        POOL_OUT:
             for (u32 c = 0; c < d.out_c; c++) {
 #pragma HLS LOOP_TRIPCOUNT min = 3 max = 2048 avg = 64
-                float m = 0.0f, sum = 0.0f;
-                u32 count = 0;
-            WIN_Y:
-                for (u32 ky = 0; ky < d.kh; ky++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 7 avg = 3
-                    long iy = (long)oy * d.sh - (long)d.pt + ky;
-                    if (iy < 0 || iy >= (long)d.in_h) continue;
-                WIN_X:
-                    for (u32 kx = 0; kx < d.kw; kx++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 7 avg = 3
-                        long ix = (long)ox * d.sw - (long)d.pl + kx;
-                        if (ix < 0 || ix >= (long)d.in_w) continue;
-                        float v = arena[d.in_off + ((u64)iy * d.in_w + (u64)ix) * d.in_c + c];
-                        if (is_max) {
-                            if (count == 0 || v > m) m = v;
-                        } else {
-                            sum = sum + v;
-                        }
-                        count++;
-                    }
-                }
+#pragma HLS PIPELINE II = 1
                 float y;
                 if (count == 0) y = 0.0f;
-                else if (is_max) y = m;
-                else y = sum / (float)count;
+                else if (is_max) y = m[c];
+                else y = sum[c] / (float)count;
                 arena[dst + c] = canon(y);
             }
         }
@@ -590,10 +1210,12 @@ LOAD_INSN:
 } // namespace
 
 extern "C" void npu_run(const uint32_t *program, const uint8_t *weights, float *arena, uint32_t *status) {
-/* Depths only size the C/RTL co-simulation buffers (they match the smoke vectors); they do not limit the IP. */
+/* Depths only size the C/RTL co-simulation buffers (they match the smoke vectors); they do not limit the IP.
+ * The weights and arena ports are widened to NPU_PORT_BITS (128 on Zynq UltraScale+ HP ports): every bulk
+ * access is a sequential, aligned run in a pipelined loop, so Vitis HLS infers bursts of full-width beats. */
 #pragma HLS INTERFACE mode = m_axi port = program offset = slave bundle = gmem0 depth = 4096 max_read_burst_length = 32
-#pragma HLS INTERFACE mode = m_axi port = weights offset = slave bundle = gmem1 depth = 65536 max_read_burst_length = 64 max_widen_bitwidth = 128
-#pragma HLS INTERFACE mode = m_axi port = arena offset = slave bundle = gmem2 depth = 65536 max_widen_bitwidth = 512
+#pragma HLS INTERFACE mode = m_axi port = weights offset = slave bundle = gmem1 depth = 65536 max_read_burst_length = 256 max_widen_bitwidth = 128 num_read_outstanding = 16
+#pragma HLS INTERFACE mode = m_axi port = arena offset = slave bundle = gmem2 depth = 65536 max_read_burst_length = 256 max_write_burst_length = 256 max_widen_bitwidth = 128 num_read_outstanding = 16 num_write_outstanding = 16
 #pragma HLS INTERFACE mode = m_axi port = status offset = slave bundle = gmem0 depth = 1
 #pragma HLS INTERFACE mode = s_axilite port = program bundle = control
 #pragma HLS INTERFACE mode = s_axilite port = weights bundle = control
@@ -633,13 +1255,15 @@ LOAD_HEADER:
 
     u32 w[BW_INSN_WORDS];
     Insn d;
+    /* The whole program is checked on every call, weight exponents included: the interface has no separate
+     * load step yet (docs/hardware.md "Validation at load" is the next step). */
 VALIDATE:
     for (u32 i = 0; i < n; i++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 128 avg = 64
         load_insn(program, i, w);
         decode(w, d);
         u32 s = validate(d, arena_words, weights_bytes);
-        if (s == NPU_STATUS_OK) s = check_weight_exponents(d, weights);
+        if (s == NPU_STATUS_OK) s = check_weight_exponents(d, weights, weights_bytes);
         if (s != NPU_STATUS_OK) {
             *status = s;
             return;
@@ -651,7 +1275,7 @@ EXECUTE:
         load_insn(program, i, w);
         decode(w, d);
         switch (d.op) {
-        case BW_OP_CONV2D: op_conv2d(d, weights, arena); break;
+        case BW_OP_CONV2D: op_conv2d(d, weights, weights_bytes, arena); break;
         case BW_OP_ADD: op_add(d, arena); break;
         case BW_OP_MAXPOOL:
         case BW_OP_AVGPOOL: op_pool(d, arena); break;

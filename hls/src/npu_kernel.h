@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "npu_isa.h"
+#include "npu_config.h"
 
 /* Values written to *status (docs/isa.md "Status codes and validation"); the codes come from the generated header. */
 #define NPU_STATUS_OK BW_STATUS_OK
@@ -19,10 +20,18 @@
  * (ResNet-50 needs 2048, EfficientNet-Lite0 1280); larger ones are rejected with NPU_STATUS_BAD_FIELD. */
 #define NPU_MAX_CHANNELS BW_MAX_CHANNELS
 #define NPU_MAX_BLOCKS (NPU_MAX_CHANNELS / BW_BLOCK)
-/* Output channels interleaved in the MAC pipeline: each lane owns one float32 accumulator, so the
- * accumulator recurrence has distance NPU_OLANES (>= the float adder latency) and the pipeline runs at II=1
- * while every accumulator still adds its partials in the order the spec fixes. */
-#define NPU_OLANES 8
+/* The v2 engine's build parameters (docs/hardware.md), from the generated npu_config.h: one table with the
+ * performance model (brainwave/fpga/boards.py TARGETS). -DNPU_TARGET_<NAME> picks another target's numbers. */
+#define NPU_P NPU_CFG_P                  /* output pixels per cycle */
+#define NPU_KD NPU_CFG_KD                /* DSP cascades (16 DSPs) per pixel: output channels per cycle in bfp20 */
+#define NPU_L NPU_CFG_L                  /* interleaved pixel groups (>= float adder latency) */
+#define NPU_PACK NPU_CFG_PACK            /* products per DSP for 8-bit-or-narrower mantissas (bfp16, bfp12) */
+#define NPU_KMAX (NPU_KD * NPU_PACK)     /* output channels per work unit in bfp16 / bfp12 */
+#define NPU_ACC_LANES (NPU_KMAX > 16 ? NPU_KMAX : 16) /* float32 accumulate lanes per pixel */
+#define NPU_LB_BLOCKS NPU_CFG_LB_BLOCKS  /* line buffer: quantized 16-lane input blocks */
+#define NPU_WBUF_BYTES NPU_CFG_WBUF_BYTES /* one weight-tile bank (two banks, ping-pong) */
+#define NPU_WB_BLOCKS (NPU_WBUF_BYTES / 16) /* its capacity in bfp16 blocks (bfp20 blocks: half) */
+#define NPU_PORT_BITS NPU_CFG_PORT_BITS  /* weights and arena m_axi data width */
 
 #ifdef __cplusplus
 extern "C" {
