@@ -381,6 +381,7 @@ struct Plan {
     u32 band_rows; /* output rows per band */
     u32 n_bands;
     bool resident; /* the weight tile stays in its bank across bands (fetched once per layer) */
+    bool lookahead; /* the next band's rows fit beside the current band's: absorbed while it computes */
 };
 
 /* Input rows a band of R output rows spans. */
@@ -399,6 +400,7 @@ Plan plan_conv(const Insn &d) {
     u32 cap = (u32)NPU_WBUF_BYTES / bb; /* blocks one weight bank holds in this precision */
     if (cap > WB_BLOCKS) cap = WB_BLOCKS;
     p.resident = false;
+    p.lookahead = true;
     p.band_rows = p.n_bands = p.rows_cap = p.k = p.kt_per_group = p.n_kt = p.steps = 0;
     p.nbw = 1;
     if (is_depthwise(d)) {
@@ -441,7 +443,10 @@ Plan plan_conv(const Insn &d) {
         if ((u64)band_span(d, c) + ahead > p.rows_cap) break;
         r = c;
     }
-    if (r == 0 && d.out_h > 0 && band_span(d, 1) <= p.rows_cap) r = 1; /* no look-ahead: fill, then compute */
+    if (r == 0 && d.out_h > 0 && band_span(d, 1) <= p.rows_cap) { /* no look-ahead: fill, then compute */
+        r = 1;
+        p.lookahead = false;
+    }
     if (r == 0 && d.out_h > 0) {
         p.path = PATH_GENERIC;
         return p;
@@ -613,77 +618,145 @@ struct WTile {
     float bias[NPU_MAX_CHANNELS];
 };
 
-/* Consumes the beats of one run of n bytes starting at byte `first` and hands each byte to `put(i, byte)`. */
-template <typename F>
-void consume_run(hls::stream<beat_t, 512> &ws, u64 first, u64 n, F put) {
-    const u64 a0 = first & ~(u64)(BEAT_BYTES - 1);
-    u64 i = 0; /* bytes of the run consumed */
-UNPACK:
-    for (u64 a = a0; a < first + n; a += BEAT_BYTES) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 36864 avg = 1024
-#pragma HLS PIPELINE II = 1
+/* Unpacks one tile into a bank, one 128-bit beat per call, so the engine can run it inside its compute loop
+ * (the ping-pong: tile g+1 fills one bank while tile g computes from the other). Block i of the mantissa run
+ * (blob order: output-major, then tap, then chunk) goes to slot (step * K + k), so a step's K weight blocks sit
+ * side by side for the P x K cascades. Slots of outputs past a short tile keep stale weights: their lanes
+ * compute values nobody writes (and, packed, the low sum of a DSP does not depend on the high weight). */
+struct Unpacker {
+    WTile *bank;
+    u32 prec, bb, steps, K;
+    bool dw;
+    u32 run;           /* 0 mantissas, 1 exponents, 2 biases, 3 done */
+    u64 first[3], n[3];
+    u64 a;             /* address of the next beat of the current run */
+    u64 i;             /* bytes of the current run consumed */
+    u32 word;          /* bias bytes being assembled */
+
+    void start(const Insn &d, const Plan &p, u32 t, WTile *b) {
+        u64 blk0, nblk;
+        u32 o0, kc;
+        tile_extent(d, p, t, blk0, nblk, o0, kc);
+        bank = b;
+        prec = d.prec;
+        bb = block_bytes(d.prec);
+        steps = p.steps;
+        K = p.k;
+        dw = p.path == PATH_DEPTHWISE;
+        first[0] = d.mant_off + blk0 * bb;
+        n[0] = nblk * bb;
+        first[1] = d.exp_off + blk0;
+        n[1] = nblk;
+        first[2] = d.bias_off + 4ull * o0;
+        n[2] = 4ull * kc;
+        run = 0;
+        i = 0;
+        word = 0;
+        a = first[0] & ~(u64)(BEAT_BYTES - 1);
+        skip_empty();
+    }
+    bool busy() const { return run < 3; }
+    u64 slot(u64 blk) const { return dw ? blk : (blk % steps) * K + blk / steps; }
+    void skip_empty() {
+        while (run < 3 && n[run] == 0) next_run();
+    }
+    void next_run() {
+        run++;
+        i = 0;
+        if (run < 3) a = first[run] & ~(u64)(BEAT_BYTES - 1);
+    }
+    void put(uint8_t v) {
+        if (run == 0) {
+            const u64 blk = i / bb, off = i % bb;
+            int16_t *m = bank->m[slot(blk)];
+            if (prec == BW_PREC_BFP16) {
+                m[off] = (int8_t)v;
+            } else if (prec == BW_PREC_BFP20) {
+                const int l = (int)(off >> 1);
+                if (off & 1) m[l] = (int16_t)(uint16_t)(((u32)v << 8) | ((u32)m[l] & 0xFFu));
+                else m[l] = (int16_t)v;
+            } else {
+                m[2 * off] = (int16_t)((int)((v & 0xFu) ^ 8u) - 8);
+                m[2 * off + 1] = (int16_t)((int)((v >> 4) ^ 8u) - 8);
+            }
+        } else if (run == 1) {
+            bank->e[slot(i)] = (int8_t)v;
+        } else {
+            word |= (u32)v << (8 * (i & 3));
+            if ((i & 3) == 3) {
+                bank->bias[i >> 2] = u2f(word);
+                word = 0;
+            }
+        }
+        i++;
+    }
+    /* consumes one beat of the current run */
+    void step(hls::stream<beat_t, 512> &ws) {
+#pragma HLS INLINE
         uint8_t by[BEAT_BYTES];
         beat_bytes(ws.read(), by);
+        const u64 lo = first[run], hi = first[run] + n[run];
         for (int j = 0; j < BEAT_BYTES; j++) {
 #pragma HLS UNROLL
-            u64 pos = a + j;
-            if (pos >= first && pos < first + n) {
-                put(i, by[j]);
-                i++;
-            }
+            const u64 pos = a + j;
+            if (pos >= lo && pos < hi) put(by[j]);
+        }
+        a += BEAT_BYTES;
+        if (a >= hi) {
+            next_run();
+            skip_empty();
         }
     }
-}
+};
 
-/* Unpacks one tile into a bank: block i of the run (blob order: output-major, then tap, then chunk) goes to
- * slot (step * K + k), so a step's K weight blocks sit side by side for the P x K cascades. */
-void load_tile(hls::stream<beat_t, 512> &ws, const Insn &d, const Plan &p, u32 t, WTile &wt) {
-    const u32 bb = block_bytes(d.prec);
-    u64 blk0, nblk;
-    u32 o0, kc;
-    tile_extent(d, p, t, blk0, nblk, o0, kc);
-    const bool dw = p.path == PATH_DEPTHWISE;
-    const u32 steps = p.steps, K = p.k;
-    auto slot = [&](u64 i) -> u64 { return dw ? i : (i % steps) * K + i / steps; };
-    if (!dw && kc < K) { /* unused outputs of a short tile: zero weights, so their lanes compute zeros */
-        for (u32 s = 0; s < steps; s++)
-            for (u32 k = kc; k < K; k++) {
-                for (int l = 0; l < BW_BLOCK; l++) wt.m[s * K + k][l] = 0;
-                wt.e[s * K + k] = BW_EXP_MIN;
-            }
+/* Copies the quantized input rows of one band from the reader's stream into the circular line buffer, one
+ * block per call (the engine runs it inside its compute loop for the next band when the plan has look-ahead). */
+struct RowAbsorber {
+    const Insn *d;
+    const Plan *p;
+    long iy, hi;  /* next row, end of the rows to take */
+    u32 i;        /* blocks of row iy taken */
+    u32 row_blocks;
+
+    void start(const Insn &dd, const Plan &pp, u32 b, long &loaded) {
+        d = &dd;
+        p = &pp;
+        long lo;
+        band_rows_in(dd, pp, b, lo, hi);
+        if (loaded < lo) loaded = lo;
+        iy = loaded;
+        if (hi > loaded) loaded = hi;
+        i = 0;
+        row_blocks = dd.in_w * pp.nb_in;
+        settle();
     }
-    const u32 prec = d.prec;
-    consume_run(ws, d.mant_off + blk0 * bb, nblk * bb, [&](u64 i, uint8_t v) {
-        const u64 blk = i / bb, off = i % bb;
-        int16_t *m = wt.m[slot(blk)];
-        if (prec == BW_PREC_BFP16) {
-            m[off] = (int8_t)v;
-        } else if (prec == BW_PREC_BFP20) {
-            const int l = (int)(off >> 1);
-            if (off & 1) m[l] = (int16_t)(uint16_t)(((u32)v << 8) | ((u32)m[l] & 0xFFu));
-            else m[l] = (int16_t)v;
-        } else {
-            m[2 * off] = (int16_t)((int)((v & 0xFu) ^ 8u) - 8);
-            m[2 * off + 1] = (int16_t)((int)((v >> 4) ^ 8u) - 8);
+    void settle() { /* skip rows no tap reads, and empty rows */
+        while (iy < hi && (row_blocks == 0 || !row_touched(*d, (u32)iy))) iy++;
+    }
+    bool busy() const { return iy < hi; }
+    void step(hls::stream<QBlock, 64> &qs, int16_t (*lb_m)[BW_BLOCK], int8_t *lb_e) {
+#pragma HLS INLINE
+        const QBlock q = qs.read();
+        const u64 at = (u64)((u64)iy % p->rows_cap) * row_blocks + i;
+        for (int l = 0; l < BW_BLOCK; l++) {
+#pragma HLS UNROLL
+            lb_m[at][l] = q.m[l];
         }
-    });
-    consume_run(ws, d.exp_off + blk0, nblk, [&](u64 i, uint8_t v) { wt.e[slot(i)] = (int8_t)v; });
-    u32 word = 0;
-    consume_run(ws, d.bias_off + 4ull * o0, 4ull * kc, [&](u64 i, uint8_t v) {
-        word |= (u32)v << (8 * (i & 3));
-        if ((i & 3) == 3) {
-            wt.bias[i >> 2] = u2f(word);
-            word = 0;
+        lb_e[at] = q.e;
+        if (++i == row_blocks) {
+            i = 0;
+            iy++;
+            settle();
         }
-    });
-}
+    }
+};
 
 /* The P x K cascades of one pixel for one step: exact 16-lane integer sums (docs/numerics.md "Dot product").
- * NPU_DSP_PACKED selects the DSP48E2 form that synthesis uses in bfp16/bfp12: two weights of adjacent output
- * channels share the activation operand, packed 2^19 apart in the 27-bit pre-adder output
- * (w_hi * 2^19 + w_lo) * a; a 16-deep cascade accumulates 48-bit sums and the low sum is recovered by sign-
- * extending the low 19 bits (|sum| <= 16 * 127 * 127 < 2^18), the high one as (P - low) >> 19. The plain form
- * computes the same integers; tests/hls/test_dsp_packing.py runs the sweep with both. */
+ * Under synthesis (and in C-sim with -DNPU_DSP_PACKED) bfp16/bfp12 use the DSP48E2 form: two weights of
+ * adjacent output channels share the activation operand, packed 2^19 apart by the 27-bit pre-adder,
+ * (w_hi * 2^19 + w_lo) * a; a 16-deep cascade accumulates 48-bit sums, the low sum is the low 19 bits sign-
+ * extended (|sum| <= 16 * 127 * 127 < 2^18) and the high one (P - low) >> 19. The plain form computes the same
+ * integers; tests/hls/test_kernel_variants.py runs the sweep with both. */
 template <int K>
 inline void cascades(u32 prec, const int16_t a[BW_BLOCK], const int16_t (*w)[BW_BLOCK], int isum[K]) {
 #pragma HLS INLINE
@@ -717,196 +790,216 @@ inline void cascades(u32 prec, const int16_t a[BW_BLOCK], const int16_t (*w)[BW_
     }
 }
 
-/* One work unit of a dense (or 16-aligned grouped) conv: up to PL output pixels x K output channels. */
+struct GroupSeg { /* the accumulators of one interleaved group: P pixels x ACCW channels, bias not yet added */
+    float v[P][ACCW];
+};
+
+/* Position of the flattened compute loop: work unit, (tap, chunk) step, interleaved group. */
+struct Cursor {
+    u32 u, step, j, ky, kx, c;
+};
+
+/* One iteration of the compute loop: group j of unit u, one step, P pixels x K channels. */
 template <int K>
-void dense_unit(const Insn &d, const Plan &p, u32 q0, u32 npix, u32 ab0, u32 kc, const int16_t (*lb_m)[BW_BLOCK],
-                const int8_t *lb_e, const WTile &wt, float acc[PL][ACCW]) {
-    const int mshift = (mantissa_bits(d.prec) - 1) + (weight_mantissa_bits(d.prec) - 1);
-    u32 oy[PL], ox[PL];
-    for (int s = 0; s < PL; s++) {
-#pragma HLS UNROLL
-        u32 q = q0 + (u32)s;
-        oy[s] = q / d.out_w;
-        ox[s] = q % d.out_w;
-        for (int k = 0; k < ACCW; k++) acc[s][k] = 0.0f;
+inline void engine_iteration(const Insn &d, const Plan &p, const Cursor &cur, u32 q_band, u32 pix, u32 ab0,
+                             int mshift, const int16_t (*lb_m)[BW_BLOCK], const int8_t *lb_e, const WTile &wt,
+                             float acc[L][P][ACCW], hls::stream<GroupSeg, 16> &as) {
+#pragma HLS INLINE
+    const u32 s0 = cur.u * PL + cur.j * P; /* first pixel of the group within the band */
+    if (s0 >= pix) return;                 /* a group past the band's last pixel: predicated off */
+    const bool dw = p.path == PATH_DEPTHWISE;
+    const u32 tap = cur.ky * d.kw + cur.kx;
+    const int16_t(*w)[BW_BLOCK] = dw ? wt.m + (u64)tap * p.nb_in : wt.m + (u64)cur.step * p.k;
+    const int8_t *we = dw ? wt.e + (u64)tap * p.nb_in : wt.e + (u64)cur.step * p.k;
+    if (cur.step == 0) {
+        for (int pp = 0; pp < P; pp++)
+            for (int k = 0; k < ACCW; k++) acc[cur.j][pp][k] = 0.0f;
     }
-TAP_Y:
-    for (u32 ky = 0; ky < d.kh; ky++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 7 avg = 3
-    TAP_X:
-        for (u32 kx = 0; kx < d.kw; kx++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 7 avg = 3
-            long base[PL]; /* line-buffer block of each pixel's input for this tap; -1: padding (adds +0.0) */
-#pragma HLS ARRAY_PARTITION variable = base complete
-            for (int s = 0; s < PL; s++) {
+PIXELS:
+    for (int pp = 0; pp < P; pp++) {
 #pragma HLS UNROLL
-                long iy = (long)oy[s] * d.sh - (long)d.pt + ky;
-                long ix = (long)ox[s] * d.sw - (long)d.pl + kx;
-                bool in = (u32)s < npix && iy >= 0 && iy < (long)d.in_h && ix >= 0 && ix < (long)d.in_w;
-                base[s] = in ? ((long)((u64)iy % p.rows_cap) * d.in_w + ix) * p.nb_in + ab0 : -1;
-            }
-            const u32 tap = ky * d.kw + kx;
-        CHUNKS:
-            for (u32 c = 0; c < p.nbw; c++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 128 avg = 16
-                const u32 step = tap * p.nbw + c;
-                const int16_t(*w)[BW_BLOCK] = wt.m + (u64)step * p.k;
-                const int8_t *we = wt.e + (u64)step * p.k;
-            GROUPS:
-                for (int j = 0; j < L; j++) { /* II=1: group j's accumulators are touched again L cycles later */
-#pragma HLS PIPELINE II = 1
-                PIXELS:
-                    for (int pp = 0; pp < P; pp++) {
-#pragma HLS UNROLL
-                        const int s = j * P + pp;
-                        if (base[s] < 0) continue;
-                        const int16_t *a = lb_m[base[s] + c];
-                        const int ea = lb_e[base[s] + c] - mshift;
-                        int isum[K];
-                        cascades<K>(d.prec, a, w, isum);
-                        float *ac = acc[s];
-                    ACCUMULATE:
-                        for (int k = 0; k < K; k++) {
-#pragma HLS UNROLL
-                            ac[k] = ac[k] + chunk_partial(isum[k], ea + we[k]);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    (void)kc;
-}
-
-/* One work unit of a depthwise conv: up to PL output pixels x ACCW channels, one product (one chunk) per lane. */
-void depthwise_unit(const Insn &d, const Plan &p, u32 q0, u32 npix, u32 c0, const int16_t (*lb_m)[BW_BLOCK],
-                    const int8_t *lb_e, const WTile &wt, float acc[PL][ACCW]) {
-    const int mshift = (mantissa_bits(d.prec) - 1) + (weight_mantissa_bits(d.prec) - 1);
-    const u32 cb0 = c0 / BW_BLOCK;
-    const u32 ncb = umin(ACCW / BW_BLOCK, p.nb_in - cb0);
-    u32 oy[PL], ox[PL];
-    for (int s = 0; s < PL; s++) {
-#pragma HLS UNROLL
-        u32 q = q0 + (u32)s;
-        oy[s] = q / d.out_w;
-        ox[s] = q % d.out_w;
-        for (int k = 0; k < ACCW; k++) acc[s][k] = 0.0f;
-    }
-DW_TAP_Y:
-    for (u32 ky = 0; ky < d.kh; ky++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 5 avg = 3
-    DW_TAP_X:
-        for (u32 kx = 0; kx < d.kw; kx++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 5 avg = 3
-            const u32 tap = ky * d.kw + kx;
+        const u32 s = s0 + (u32)pp;
+        if (s >= pix) continue;
+        const u32 q = q_band + s;
+        const u32 oy = q / d.out_w, ox = q % d.out_w;
+        const long iy = (long)oy * d.sh - (long)d.pt + cur.ky;
+        const long ix = (long)ox * d.sw - (long)d.pl + cur.kx;
+        if (iy < 0 || iy >= (long)d.in_h || ix < 0 || ix >= (long)d.in_w) continue; /* padding: adds +0.0 */
+        const u64 pixel_blk = ((u64)((u64)iy % p.rows_cap) * d.in_w + (u64)ix) * p.nb_in;
+        float *ac = acc[cur.j][pp];
+        if (dw) { /* ACCW channels from ACCW / 16 blocks, one product per lane */
+            const u32 cb0 = ab0;
         DW_BLOCKS:
-            for (u32 cb = 0; cb < ncb; cb++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1 avg = 1
-                const int16_t *w = wt.m[(u64)tap * p.nb_in + cb0 + cb];
-                const int ew = wt.e[(u64)tap * p.nb_in + cb0 + cb] - mshift;
-            DW_GROUPS:
-                for (int j = 0; j < L; j++) {
-#pragma HLS PIPELINE II = 1
-                    for (int pp = 0; pp < P; pp++) {
+            for (u32 cb = 0; cb < ACCW / BW_BLOCK && cb0 + cb < p.nb_in; cb++) {
 #pragma HLS UNROLL
-                        const int s = j * P + pp;
-                        long iy = (long)oy[s] * d.sh - (long)d.pt + ky;
-                        long ix = (long)ox[s] * d.sw - (long)d.pl + kx;
-                        if ((u32)s >= npix || iy < 0 || iy >= (long)d.in_h || ix < 0 || ix >= (long)d.in_w) continue;
-                        const u64 blk = ((u64)((u64)iy % p.rows_cap) * d.in_w + (u64)ix) * p.nb_in + cb0 + cb;
-                        const int16_t *a = lb_m[blk];
-                        const int e = lb_e[blk] + ew;
-                        float *ac = acc[s] + cb * BW_BLOCK;
-                    DW_LANES:
-                        for (int l = 0; l < BW_BLOCK; l++) {
+                const int16_t *a = lb_m[pixel_blk + cb0 + cb];
+                const int e = lb_e[pixel_blk + cb0 + cb] + we[cb0 + cb] - mshift;
+                const int16_t *wl = w[cb0 + cb];
+            DW_LANES:
+                for (int l = 0; l < BW_BLOCK; l++) {
 #pragma HLS UNROLL
-                            ac[l] = ac[l] + chunk_partial((int)a[l] * (int)w[l], e);
-                        }
-                    }
+                    ac[cb * BW_BLOCK + l] = ac[cb * BW_BLOCK + l] + chunk_partial((int)a[l] * (int)wl[l], e);
                 }
+            }
+        } else {
+            const int16_t *a = lb_m[pixel_blk + ab0 + cur.c];
+            const int ea = lb_e[pixel_blk + ab0 + cur.c] - mshift;
+            int isum[K];
+            cascades<K>(d.prec, a, w, isum);
+        ACCUMULATE:
+            for (int k = 0; k < K; k++) {
+#pragma HLS UNROLL
+                ac[k] = ac[k] + chunk_partial(isum[k], ea + we[k]);
             }
         }
     }
+    if (cur.step + 1 == p.steps) { /* the group's last partial: hand its accumulators to the vector unit */
+        GroupSeg g;
+        for (int pp = 0; pp < P; pp++)
+            for (int k = 0; k < ACCW; k++) g.v[pp][k] = acc[cur.j][pp][k];
+        as.write(g);
+    }
 }
 
-/* The conv engine: line buffer, weight banks, work units, vector unit (bias, residual, activation). */
-void conv_engine(const Insn &d, const Plan &p, hls::stream<QBlock, 64> &qs, hls::stream<beat_t, 512> &ws,
-                 hls::stream<Seg, 64> &rs, hls::stream<Seg, 64> &os) {
+/* Advances the cursor: group fastest (II=1 with the accumulator reused L iterations later), then chunk, tap
+ * column, tap row, unit. */
+inline void advance(const Insn &d, const Plan &p, Cursor &cur) {
+#pragma HLS INLINE
+    if (++cur.j < (u32)L) return;
+    cur.j = 0;
+    cur.step++;
+    if (p.path != PATH_DEPTHWISE && ++cur.c < p.nbw) return;
+    cur.c = 0;
+    if (++cur.kx < d.kw) return;
+    cur.kx = 0;
+    if (++cur.ky < d.kh) return;
+    cur.ky = 0;
+    cur.step = 0;
+    cur.u++;
+}
+
+/* The conv engine: owns the line buffer and the two weight banks; per band and K-tile one flattened loop of
+ * n_units * steps * L iterations at II=1 (one pipeline fill per K-tile), which also unpacks the next tile into
+ * the idle bank and takes the next band's rows into the line buffer. */
+template <int K>
+void engine_tiles(const Insn &d, const Plan &p, hls::stream<QBlock, 64> &qs, hls::stream<beat_t, 512> &ws,
+                  hls::stream<GroupSeg, 16> &as, hls::stream<Seg, 16> &bs) {
     NPU_BUFFER int16_t lb_m[LB_BLOCKS][BW_BLOCK]; /* BRAM, lanes partitioned; circular in whole input rows */
     NPU_BUFFER int8_t lb_e[LB_BLOCKS];
-    NPU_BUFFER WTile bank[2]; /* URAM ping-pong: tile t+1 is unpacked while tile t computes */
+    NPU_BUFFER WTile bank[2]; /* URAM ping-pong */
+    float acc[L][P][ACCW];    /* P x ACCW accumulate lanes, each with an L-deep LUTRAM of accumulators */
 #pragma HLS ARRAY_PARTITION variable = lb_m complete dim = 2
 #pragma HLS BIND_STORAGE variable = bank type = ram_2p impl = uram
-    float acc[PL][ACCW]; /* P x ACCW accumulate lanes x L interleaved groups: LUTRAM/registers */
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
-#pragma HLS ARRAY_PARTITION variable = acc cyclic factor = NPU_P dim = 1
-
-    const u32 row_blocks = d.in_w * p.nb_in;
+#pragma HLS ARRAY_PARTITION variable = acc complete dim = 3
+    const int mshift = (mantissa_bits(d.prec) - 1) + (weight_mantissa_bits(d.prec) - 1);
+    const u32 loads_per_band = p.path == PATH_DEPTHWISE ? 1 : p.n_kt;
+    const u32 total_loads = p.resident ? 1 : p.n_bands * loads_per_band;
+    Unpacker unp;
+    RowAbsorber rows;
     long loaded = 0;
-    u32 tiles_loaded = 0;
+    u32 g = 0; /* tile loads started */
+    /* prologue: tile 0 and band 0's rows, exposed */
+    unp.start(d, p, 0, &bank[0]);
+    g = 1;
+PROLOGUE_W:
+    while (unp.busy()) unp.step(ws);
+    rows.start(d, p, 0, loaded);
+PROLOGUE_R:
+    while (rows.busy()) rows.step(qs, lb_m, lb_e);
+    u32 cur_load = 0; /* index of the load whose bank the current tile uses */
 BANDS:
     for (u32 b = 0; b < p.n_bands; b++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 112 avg = 8
-        long lo, hi;
-        band_rows_in(d, p, b, lo, hi);
-        if (loaded < lo) loaded = lo;
-    ABSORB_ROWS:
-        for (long iy = loaded; iy < hi; iy++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 32 avg = 4
-            if (!row_touched(d, (u32)iy)) continue;
-            const u64 base = (u64)((u64)iy % p.rows_cap) * row_blocks;
-            for (u32 i = 0; i < row_blocks; i++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 4096 avg = 512
-#pragma HLS PIPELINE II = 1
-                QBlock q = qs.read();
-                for (int l = 0; l < BW_BLOCK; l++) lb_m[base + i][l] = q.m[l];
-                lb_e[base + i] = q.e;
-            }
+        if (b > 0) {
+            if (!p.lookahead) rows.start(d, p, b, loaded);
+        BAND_ROWS:
+            while (rows.busy()) rows.step(qs, lb_m, lb_e); /* what the previous band's loops left */
         }
-        if (hi > loaded) loaded = hi;
         const u32 oy0 = b * p.band_rows;
         const u32 pix = (umin(oy0 + p.band_rows, d.out_h) - oy0) * d.out_w;
         const u32 n_units = ceil_div(pix, PL);
+        const u64 n_iter = (u64)n_units * p.steps * L;
+        bool next_rows_started = false;
     KTILES:
         for (u32 t = 0; t < p.n_kt; t++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 256 avg = 16
             u32 o0, kc, ab0;
             ktile(d, p, t, o0, kc, ab0);
-            const u32 fetch_t = p.path == PATH_DEPTHWISE ? 0 : t;
-            WTile &wt = bank[fetch_t & 1];
-            if (!p.resident || tiles_loaded == 0) {
-                if (p.path != PATH_DEPTHWISE || t == 0) {
-                    load_tile(ws, d, p, fetch_t, wt);
-                    tiles_loaded++;
-                }
+            if (p.path == PATH_DEPTHWISE) ab0 = o0 / BW_BLOCK; /* first channel block of this channel tile */
+            const bool new_load = !p.resident && (p.path != PATH_DEPTHWISE || t == 0) && (b > 0 || t > 0);
+            if (new_load) {
+            DRAIN_W: /* the idle bank must be complete before it turns active */
+                while (unp.busy()) unp.step(ws);
+                cur_load++;
             }
-        UNITS:
-            for (u32 u = 0; u < n_units; u++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 196 avg = 16
-                const u32 q0 = oy0 * d.out_w + u * PL;
-                const u32 npix = umin(PL, pix - u * PL);
-                if (p.path == PATH_DEPTHWISE) {
-                    depthwise_unit(d, p, q0, npix, o0, lb_m, lb_e, wt, acc);
-                } else if (d.prec == BW_PREC_BFP20) {
-                    dense_unit<KD>(d, p, q0, npix, ab0, kc, lb_m, lb_e, wt, acc);
-                } else {
-                    dense_unit<KMAX>(d, p, q0, npix, ab0, kc, lb_m, lb_e, wt, acc);
-                }
-                const float *bias = p.path == PATH_DEPTHWISE ? wt.bias + o0 : wt.bias;
-            VECTOR:
-                for (u32 s = 0; s < npix; s++) { /* the same lanes: + bias, + residual, activation */
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 64 avg = 64
+            const WTile &wt = bank[cur_load & 1];
+            /* start filling the idle bank with the next load, if any */
+            if (!unp.busy() && g < total_loads && g == cur_load + 1) {
+                const u32 gt = p.path == PATH_DEPTHWISE ? 0 : g % loads_per_band;
+                unp.start(d, p, gt, &bank[g & 1]);
+                g++;
+            }
+            if (p.lookahead && !next_rows_started && b + 1 < p.n_bands) {
+                rows.start(d, p, b + 1, loaded);
+                next_rows_started = true;
+            }
+            Seg bias;
+            for (int k = 0; k < ACCW; k++) {
+                const u32 bi = p.path == PATH_DEPTHWISE ? o0 + k : (u32)k;
+                bias.v[k] = (u32)k < kc ? wt.bias[bi] : 0.0f;
+            }
+            bs.write(bias);
+            Cursor cur = {0, 0, 0, 0, 0, 0};
+        STEPS:
+            for (u64 it = 0; it < n_iter; it++) {
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 20000 avg = 2000
 #pragma HLS PIPELINE II = 1
-                    Seg r, o;
-                    if (d.has_res) r = rs.read();
-                    for (int k = 0; k < ACCW; k++) {
+#pragma HLS DEPENDENCE variable = acc inter distance = NPU_L true
+                engine_iteration<K>(d, p, cur, oy0 * d.out_w, pix, ab0, mshift, lb_m, lb_e, wt, acc, as);
+                advance(d, p, cur);
+                if (unp.busy()) unp.step(ws);                   /* next tile -> idle bank */
+                else if (rows.busy()) rows.step(qs, lb_m, lb_e); /* next band's rows -> line buffer */
+            }
+        }
+    }
+    (void)K;
+}
+
+void conv_engine(const Insn &d, const Plan &p, hls::stream<QBlock, 64> &qs, hls::stream<beat_t, 512> &ws,
+                 hls::stream<GroupSeg, 16> &as, hls::stream<Seg, 16> &bs) {
+    if (d.prec == BW_PREC_BFP20 || p.path == PATH_DEPTHWISE) engine_tiles<KD>(d, p, qs, ws, as, bs);
+    else engine_tiles<KMAX>(d, p, qs, ws, as, bs);
+}
+
+/* The vector unit: per output pixel, y = acc + bias; y = y + residual; activation; canonical NaN. One pixel
+ * segment (ACCW lanes) per cycle: the float32 arena port moves 4 floats per cycle, so a wider unit would wait. */
+void vector_unit(const Insn &d, const Plan &p, hls::stream<GroupSeg, 16> &as, hls::stream<Seg, 16> &bs,
+                 hls::stream<Seg, 64> &rs, hls::stream<Seg, 64> &os) {
+VBANDS:
+    for (u32 b = 0; b < p.n_bands; b++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 112 avg = 8
+        const u32 oy0 = b * p.band_rows;
+        const u32 pix = (umin(oy0 + p.band_rows, d.out_h) - oy0) * d.out_w;
+    VTILES:
+        for (u32 t = 0; t < p.n_kt; t++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256 avg = 16
+            const Seg bias = bs.read();
+            GroupSeg g;
+        VPIX:
+            for (u32 s = 0; s < pix; s++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1024 avg = 256
+#pragma HLS PIPELINE II = 1
+                if (s % P == 0) g = as.read();
+                Seg r, o;
+                if (d.has_res) r = rs.read();
+                for (int k = 0; k < ACCW; k++) {
 #pragma HLS UNROLL
-                        float y = acc[s][k] + bias[(u32)k < kc ? k : 0];
-                        if (d.has_res) y = y + r.v[k];
-                        o.v[k] = canon(activate(y, d.act));
-                    }
-                    os.write(o);
+                    float y = g.v[s % P][k] + bias.v[k];
+                    if (d.has_res) y = y + r.v[k];
+                    o.v[k] = canon(activate(y, d.act));
                 }
+                os.write(o);
             }
         }
     }
@@ -941,13 +1034,16 @@ WBANDS:
 
 void conv_dataflow(const Insn &d, const Plan &p, const uint8_t *weights, u32 weights_bytes, float *arena) {
 #pragma HLS DATAFLOW
-    hls::stream<QBlock, 64> qs;
-    hls::stream<Seg, 64> rs;
-    hls::stream<beat_t, 512> ws;
-    hls::stream<Seg, 64> os;
+    hls::stream<QBlock, 64> qs;     /* quantized input blocks, rows in order */
+    hls::stream<Seg, 64> rs;        /* residual segments */
+    hls::stream<beat_t, 512> ws;    /* weight-tile beats */
+    hls::stream<GroupSeg, 16> as;   /* accumulators of finished groups */
+    hls::stream<Seg, 16> bs;        /* the bias of each (band, K-tile) */
+    hls::stream<Seg, 64> os;        /* output segments */
     read_act(arena, d, p, qs, rs);
     fetch_weights(weights, weights_bytes, d, p, ws);
-    conv_engine(d, p, qs, ws, rs, os);
+    conv_engine(d, p, qs, ws, as, bs);
+    vector_unit(d, p, as, bs, rs, os);
     write_act(arena, d, p, os);
 }
 
