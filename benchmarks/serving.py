@@ -51,7 +51,7 @@ def time_calls(fn, count: int) -> list[float]:
 
 def tiny_pipeline_zip(workdir: Path) -> Path:
     """stage 0 only: decode a PNG and take its mean; isolates serving overhead from model time."""
-    import tensorflow as tf
+    from brainwave.tf_runtime import tf
 
     from brainwave.pipeline import ServiceDefinition, TensorflowStage
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from brainwave.client import auth_metadata, call_with_retries, open_channel
-from brainwave.serving.protocol import ADMIN_SERVICE, MODEL_SERVICE, api, method_path
+from brainwave.protocol.api import ADMIN_SERVICE, MODEL_SERVICE, api, method_path
 from brainwave.serving.versions import VersionPolicy
 
 

@@ -1,34 +1,35 @@
-"""`brainwave` command line: package, serve, score, models (and the registry commands)."""
+"""`brainwave` command line: package, serve, score, models (and the registry commands).
+
+The CLI parses and prints; the work is in the library. Every failure a user can cause ends in one line on
+stderr and a non-zero exit, never a traceback (run with -v to see one for an internal error).
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ banner out of people's terminals
+from rich.console import Console
+from rich.table import Table
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from brainwave.errors import BrainwaveError  # noqa: E402
-from brainwave.featurizer.backend import backend_names  # noqa: E402
-from brainwave.npu.numerics import Precision  # noqa: E402
+from brainwave.errors import BrainwaveError
+from brainwave.featurizer.backend import backend_names
+from brainwave.npu.numerics import Precision
 
 # Piped output (files, CI logs, other programs) gets room for wide tables instead of rich's 80 columns.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 out = Console(width=None if sys.stdout.isatty() else 200)
+log = logging.getLogger("brainwave")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    verbose = getattr(args, "verbose", False)
+    configure_logging(verbose)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
@@ -37,11 +38,44 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except BrainwaveError as exc:
-        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        _error(str(exc))
         return 1
     except grpc.RpcError as exc:
-        console.print(f"[bold red]error:[/] the server answered {exc.code().name}: {exc.details()}", soft_wrap=True)
+        _error(rpc_error_text(exc, getattr(args, "ssl", False) or getattr(args, "ca", None) is not None))
         return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if verbose:
+            raise
+        _error(f"internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)")
+        return 1
+
+
+def _error(text: str) -> None:
+    console.print("[bold red]error:[/] ", end="")
+    console.print(text, soft_wrap=True, markup=False, highlight=False)
+
+
+def configure_logging(verbose: bool) -> None:
+    """INFO from brainwave (DEBUG with -v); libraries at WARNING unless -v (azure-core logs every HTTP call at
+    INFO: ~15 lines per registry operation)."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("brainwave").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def rpc_error_text(exc, used_tls: bool) -> str:
+    """One line for a failed call, with a hint where the failure usually means a TLS mismatch."""
+    code, details = exc.code(), exc.details() or ""
+    text = f"the server answered {code.name}: {details}"
+    if code.name == "UNAVAILABLE":
+        lowered = details.lower()
+        if not used_tls and ("socket closed" in lowered or "connection reset" in lowered):
+            text += " (if the server uses TLS, add --ssl and --ca CA.pem)"
+        elif used_tls and ("ssl" in lowered or "handshake" in lowered or "wrong_version" in lowered):
+            text += " (the server may not use TLS: drop --ssl/--ca; or check that --ca signed its certificate)"
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,20 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="serve a model.zip over TF Serving-compatible gRPC")
     serve.add_argument("model_zip", type=Path, nargs="?", help="the model.zip to serve (or use --base-path)")
-    serve.add_argument("--base-path", type=Path, help="serve versions from BASE/<version>/model.zip (TF Serving layout)")
+    serve.add_argument("--base-path", help="serve versions from BASE/<version>/model.zip (TF Serving layout), "
+                                           "or registry:NAME for a model in the registry")
     serve.add_argument("--versions", default="latest", help="with --base-path: latest[:N], all, or 1,3 (default: latest)")
     serve.add_argument("--label", action="append", default=[], metavar="LABEL=VERSION", help="with --base-path, e.g. stable=1")
     _add_serve_options(serve)
+    _add_store_arguments(serve)
     serve.set_defaults(func=cmd_serve)
 
     deploy = sub.add_parser("deploy", help="fetch NAME[:VERSION|@TAG] from the model registry (into a local cache) and serve it")
-    deploy.add_argument("target", help="NAME (latest), NAME:VERSION or NAME@TAG (the highest version with that tag)")
+    deploy.add_argument("target", help="NAME (latest), NAME:VERSION, NAME@KEY or NAME@KEY=VALUE (the highest version "
+                                       "with that tag)")
     _add_serve_options(deploy)
-    try:
-        from brainwave.registry.cli import add_store_arguments
-        add_store_arguments(deploy)
-    except ImportError:
-        pass
+    _add_store_arguments(deploy)
     deploy.set_defaults(func=cmd_deploy)
 
     score = sub.add_parser("score", help="score images against a running server and print the top classes")
@@ -81,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--top", type=int, default=5)
     score.add_argument("--json", action="store_true", help="print JSON instead of a table")
     score.add_argument("--key", default=os.environ.get("BRAINWAVE_KEY"), help="access key (or BRAINWAVE_KEY)")
-    score.add_argument("--ssl", action="store_true", help="use TLS")
+    score.add_argument("--ssl", action="store_true", help="use TLS (implied by --ca)")
     score.add_argument("--ca", type=Path, help="CA certificate to trust for TLS")
     score.set_defaults(func=cmd_score)
 
@@ -111,24 +144,48 @@ def _add_serve_options(parser) -> None:
     parser.add_argument("--load-policy", choices=["availability", "resource"], default="availability",
                        help="on version changes: load new versions first (default) or unload old ones first")
     parser.add_argument("--port", type=int, default=50051)
-    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: every interface)")
     parser.add_argument("--name", help="model name clients ask for (default: the zip's folder or file name)")
     parser.add_argument("--version", type=int, default=1, help="version number to serve the model as")
     parser.add_argument("--backend", default="emulator", choices=backend_names(),
-                        help="featurizer backend: emulator (bit-exact NPU in numpy, default), fpga or float (TensorFlow)")
+                        help="featurizer backend: emulator (bit-exact NPU, default), fpga or float (TensorFlow)")
     parser.add_argument("--precision", default=None, choices=Precision.labels(),
                         help="NPU precision for emulator/fpga backends: bfp20 (default), bfp16, bfp12")
     parser.add_argument("--board", default=None, help="fpga backend: board overlay under bitstreams/ (kv260, zcu104, pynq-z2)")
     parser.add_argument("--simulate", action=argparse.BooleanOptionalAction, default=None,
                        help="fpga backend: run on the simulated board (default: simulate unless on a Zynq board)")
-    parser.add_argument("--max-message-mb", type=int, default=64, help="largest gRPC message accepted or sent")
-    parser.add_argument("--max-image-pixels", type=int, default=40_000_000)
-    parser.add_argument("--workers", type=int, default=16, help="gRPC worker threads")
+    parser.add_argument("--no-warmup", dest="warmup", action="store_false",
+                        help="load without a warm-up run (by default: the model's own warm-up inputs, or zeros "
+                             "through the stages whose input shape is fixed)")
+    parser.add_argument("--allow-any-op", action="store_true",
+                        help="trusted models only: serve graphs with ops outside the allowlist (file I/O...)")
+    limits = parser.add_argument_group("limits (per request and per server)")
+    limits.add_argument("--max-message-mb", type=int, default=64, help="largest gRPC message accepted or sent")
+    limits.add_argument("--max-image-pixels", type=int, default=40_000_000, help="per image")
+    limits.add_argument("--max-items", type=int, default=64, help="batch-1 items per request")
+    limits.add_argument("--max-request-pixels", type=int, default=80_000_000, help="decoded pixels per request")
+    limits.add_argument("--max-inflight-pixels", type=int, default=160_000_000,
+                        help="decoded pixels of all requests in flight (bounds the server's decode memory)")
+    limits.add_argument("--max-concurrent-rpcs", type=int, default=64,
+                        help="RPCs running or queued before the server answers RESOURCE_EXHAUSTED")
+    limits.add_argument("--workers", type=int, default=16, help="gRPC worker threads")
+    security = parser.add_argument_group("security")
+    security.add_argument("--keys-file", type=Path, help='JSON {"primary": ..., "secondary": ...}; re-read when it changes')
+    security.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
+    security.add_argument("--tls-key", type=Path, help="server private key (PEM)")
+    security.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA (mutual TLS)")
+    security.add_argument("--admin-without-keys", action="store_true",
+                          help="allow reloads, canary, promote and rollback on a server without API keys "
+                               "(refused by default)")
+    security.add_argument("--model-root", type=Path, action="append", default=[],
+                          help="a directory reloads may load base paths from (repeatable; --base-path is one)")
     parser.add_argument("--metrics-port", type=int, default=None, help="expose Prometheus metrics on this port")
-    parser.add_argument("--keys-file", type=Path, help='JSON {"primary": ..., "secondary": ...}; re-read when it changes')
-    parser.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
-    parser.add_argument("--tls-key", type=Path, help="server private key (PEM)")
-    parser.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA (mutual TLS)")
+
+
+def _add_store_arguments(parser) -> None:
+    from brainwave.registry.cli import add_store_arguments
+
+    add_store_arguments(parser)
 
 
 def _add_admin_commands(sub) -> None:
@@ -137,8 +194,8 @@ def _add_admin_commands(sub) -> None:
         parser.add_argument("model", help="model name")
         parser.add_argument("--address", default="localhost:50051")
         parser.add_argument("--key", default=os.environ.get("BRAINWAVE_KEY"), help="access key (or BRAINWAVE_KEY)")
-        parser.add_argument("--ssl", action="store_true")
-        parser.add_argument("--ca", type=Path)
+        parser.add_argument("--ssl", action="store_true", help="use TLS (implied by --ca)")
+        parser.add_argument("--ca", type=Path, help="CA certificate to trust for TLS")
         return parser
 
     reload = admin_parser("reload", "change the versions and labels a running server serves (availability-preserving)")
@@ -164,23 +221,23 @@ def _add_admin_commands(sub) -> None:
 
 
 def _add_registry_commands(sub, models_sub) -> None:
-    try:
-        from brainwave.registry import cli as registry_cli
-    except ImportError:
-        return
+    from brainwave.registry import cli as registry_cli
+
     registry_cli.add_register_parser(sub)
     registry_cli.add_models_subcommands(models_sub)
 
 
 # --- commands ------------------------------------------------------------------------------------
 def cmd_package(args) -> int:
-    from brainwave.pipeline.definition import BrainwaveStage, ServiceDefinition, TensorflowStage
+    from brainwave.pipeline import check_featurizers
+    from brainwave.pipeline.definition import BrainwaveStage, TensorflowStage, parse_service_json
 
     try:
-        data = json.loads(args.service_def.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BrainwaveError(f"cannot read {args.service_def}: {exc}") from None
-    definition = ServiceDefinition.from_json(data)
+        raw = args.service_def.read_bytes()
+    except OSError as exc:
+        raise BrainwaveError(f"cannot read {args.service_def}: {exc.strerror}") from None
+    definition = parse_service_json(raw)
+    check_featurizers(definition)
     base = args.service_def.parent
     for stage in definition.pipeline:
         if isinstance(stage, TensorflowStage):
@@ -201,79 +258,106 @@ def cmd_serve(args) -> int:
 
     if (args.model_zip is None) == (args.base_path is None):
         raise BrainwaveError("give either a model.zip or --base-path")
-    plan = None
-    if args.base_path is not None:
-        plan = ModelPlan(args.name or args.base_path.resolve().name, DirectorySource(args.base_path),
-                         VersionPolicy.parse(args.versions), _labels(args.label))
-    return _serve(args, plan=plan)
+    if args.model_zip is not None:
+        return _serve(args)
+    policy, labels = VersionPolicy.parse(args.versions), _labels(args.label)
+    if args.base_path.startswith(REGISTRY_SCHEME):
+        name = args.base_path[len(REGISTRY_SCHEME):]
+        registry = _registry(args)
+        plan = ModelPlan(args.name or name, _registry_source(registry, name), policy, labels)
+        return _serve(args, plan, registry)
+    base = Path(args.base_path)
+    plan = ModelPlan(args.name or base.resolve().name, DirectorySource(base), policy, labels)
+    return _serve(args, plan, roots=(base,))
 
 
 def cmd_deploy(args) -> int:
-    from brainwave.registry.cli import parse_target, registry_from
-    from brainwave.serving.registry_source import RegistrySource
+    from brainwave.registry.cli import parse_target
     from brainwave.serving.versions import ModelPlan, VersionPolicy
 
     name, version, tag = parse_target(args.target)
-    registry = registry_from(args)
+    registry = _registry(args)
     record = registry.get(name, version, tag)
     console.print(f"deploying {name} version {record.version} from {registry.store.describe()}", soft_wrap=True)
     args.model_zip = None
-    plan = ModelPlan(args.name or name, RegistrySource(registry, name), VersionPolicy("specific", specific=(record.version,)))
-    return _serve(args, plan=plan, registry=registry)
+    plan = ModelPlan(args.name or name, _registry_source(registry, name),
+                     VersionPolicy("specific", specific=(record.version,)))
+    return _serve(args, plan, registry)
 
 
-def _serve(args, plan=None, registry=None) -> int:
-    """Serve args.model_zip, or the versions a plan names; until SIGINT/SIGTERM."""
-    from brainwave.pipeline import Pipeline
+REGISTRY_SCHEME = "registry:"
+
+
+def _registry(args):
+    from brainwave.registry.cli import registry_from
+
+    return registry_from(args)
+
+
+def _registry_source(registry, name: str):
+    from brainwave.serving.registry_source import RegistrySource
+
+    return RegistrySource(registry, name)
+
+
+def _serve(args, plan=None, registry=None, roots: tuple[Path, ...] = ()) -> int:
+    """Serve args.model_zip, or the versions a plan names, until SIGINT/SIGTERM. The port and the TLS files are
+    checked before any model loads, so a taken port costs a second, not a model load."""
+    from brainwave.serving.limits import RequestLimits
     from brainwave.serving.servables import ServableManager
     from brainwave.serving.server import ModelServer, ServerConfig
 
-    backend = args.backend
-    options = {key: value for key, value in (("precision", args.precision), ("board", args.board),
-                                             ("simulate", args.simulate)) if value is not None}
-
-    def load(path: Path) -> Pipeline:
-        return Pipeline.load(path, backend=backend, backend_options=options, max_image_pixels=args.max_image_pixels)
-
+    keys = _key_file(args.keys_file) if args.keys_file else None
+    config = ServerConfig(
+        host=args.host, port=args.port, max_message_bytes=args.max_message_mb << 20, workers=args.workers,
+        max_concurrent_rpcs=args.max_concurrent_rpcs, max_inflight_pixels=args.max_inflight_pixels,
+        limits=RequestLimits(args.max_items, args.max_request_pixels), metrics_port=args.metrics_port, keys=keys,
+        admin_without_keys=args.admin_without_keys, model_roots=(*args.model_root, *roots), tls_cert=args.tls_cert,
+        tls_key=args.tls_key, tls_client_ca=args.tls_client_ca, load_policy=args.load_policy)
     manager = ServableManager()
+    loader = _pipeline_loader(args)
+    server = ModelServer(manager, config, loader=loader, registry=registry)
+    server.bind()
+    if keys is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("serving on %s without API keys: anyone who can reach port %d can score (the admin API is off); "
+                    "use --keys-file to require keys", args.host, server.port)
     if args.model_zip is not None:
         name = args.name or default_model_name(args.model_zip)
-        with console.status(f"Loading {args.model_zip} on the {backend} backend (building graphs, warming up)..."):
-            pipeline = load(args.model_zip)
-        _print_stages(name, args.version, pipeline, backend)
-        manager.add(name, args.version, pipeline)
-    keys = None
-    if args.keys_file:
-        from brainwave.serving.auth import KeyFile
-        try:
-            keys = KeyFile(args.keys_file)
-        except ValueError as exc:
-            raise BrainwaveError(str(exc)) from None
-    config = ServerConfig(host=args.host, port=args.port, max_message_bytes=args.max_message_mb << 20,
-                          workers=args.workers, metrics_port=args.metrics_port, keys=keys, tls_cert=args.tls_cert,
-                          tls_key=args.tls_key, tls_client_ca=args.tls_client_ca, load_policy=args.load_policy)
-    server = ModelServer(manager, config, loader=load, registry=registry)
+        with console.status(f"Loading {args.model_zip} on the {args.backend} backend..."):
+            manager.load(name, args.version, lambda: loader(args.model_zip))
+        _print_stages(name, args.version, manager.resolve(name).pipeline)
     if plan is not None:
-        with console.status(f"Loading {plan.name} from {plan.source!r} on the {backend} backend..."):
+        with console.status(f"Loading {plan.name} from {plan.source!r} on the {args.backend} backend..."):
             server.controller.apply([plan])
     port = server.start()
     served = ", ".join(f"{n} v{','.join(str(s.version) for s in manager.versions(n))}" for n in manager.model_names())
     console.print(f"[green]Serving[/] {served} on {args.host}:{port} (gRPC Predict, model status, admin, health, "
                   f"reflection). Ctrl-C to stop.", soft_wrap=True)
-    stopping = threading.Event()
-
-    def _stop(signum, frame):
-        if not stopping.is_set():
-            stopping.set()
-            console.print(f"received {signal.Signals(signum).name}, finishing in-flight requests...")
-            threading.Thread(target=server.stop, args=(5.0,), daemon=True).start()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-    server.wait()
+    server.serve_until_signal(on_signal=lambda name: console.print(f"received {name}, finishing in-flight requests..."))
     manager.close()
     console.print("stopped")
     return 0
+
+
+def _pipeline_loader(args):
+    from brainwave.pipeline import Pipeline
+
+    options = {key: value for key, value in (("precision", args.precision), ("board", args.board),
+                                             ("simulate", args.simulate)) if value is not None}
+
+    def load(path: Path) -> Pipeline:
+        return Pipeline.load(path, backend=args.backend, backend_options=options, max_image_pixels=args.max_image_pixels,
+                             warm_up=args.warmup, allow_any_op=args.allow_any_op)
+    return load
+
+
+def _key_file(path: Path):
+    from brainwave.serving.auth import KeyFile
+
+    try:
+        return KeyFile(path)
+    except ValueError as exc:
+        raise BrainwaveError(str(exc)) from None
 
 
 def _labels(pairs: list[str]) -> dict[str, int]:
@@ -286,11 +370,21 @@ def _labels(pairs: list[str]) -> dict[str, int]:
     return labels
 
 
+def _tls(args) -> tuple[bool, bytes | None]:
+    """(use TLS, the CA to trust): --ca implies TLS."""
+    if args.ca is None:
+        return args.ssl, None
+    try:
+        return True, args.ca.read_bytes()
+    except OSError as exc:
+        raise BrainwaveError(f"cannot read --ca {args.ca}: {exc.strerror}") from None
+
+
 def _admin(args):
     from brainwave.admin_client import ModelAdminClient
 
-    return ModelAdminClient(args.address, use_ssl=args.ssl, access_token=args.key,
-                            root_certificates=args.ca.read_bytes() if args.ca else None)
+    use_ssl, ca = _tls(args)
+    return ModelAdminClient(args.address, use_ssl=use_ssl, access_token=args.key, root_certificates=ca)
 
 
 def cmd_reload(args) -> int:
@@ -320,6 +414,9 @@ def cmd_versions(args) -> int:
 def cmd_canary(args) -> int:
     if not args.clear and args.version is None:
         raise BrainwaveError("give --version V (and --share), or --clear")
+    for flag, value in (("--share", args.share), ("--mirror", args.mirror)):
+        if not 0.0 <= value <= 1.0:
+            raise BrainwaveError(f"{flag} is a fraction between 0 and 1, got {value:g}")
     with _admin(args) as admin:
         admin.set_canary(args.model, None if args.clear else args.version, args.share, args.mirror)
     return cmd_versions(args)
@@ -341,7 +438,7 @@ def cmd_rollback(args) -> int:
     return cmd_versions(args)
 
 
-def _print_stages(name: str, version: int, pipeline, backend: str) -> None:
+def _print_stages(name: str, version: int, pipeline) -> None:
     table = Table(title=f"{name} v{version}")
     table.add_column("#")
     table.add_column("stage")
@@ -355,10 +452,13 @@ def cmd_score(args) -> int:
 
     from brainwave.client import PredictionClient
 
-    labels = args.labels.read_text().splitlines() if args.labels else None
-    ca = args.ca.read_bytes() if args.ca else None
+    labels = _read_text(args.labels, "--labels").splitlines() if args.labels else None
+    use_ssl, ca = _tls(args)
+    for image in args.images:
+        if not image.is_file():
+            raise BrainwaveError(f"image {image} does not exist")
     results = []
-    with PredictionClient(args.address, use_ssl=args.ssl, access_token=args.key, model_name=args.model,
+    with PredictionClient(args.address, use_ssl=use_ssl, access_token=args.key, model_name=args.model,
                           model_version=args.model_version, root_certificates=ca) as client:
         for image in args.images:
             scores = np.asarray(client.score_image(image)).reshape(-1)
@@ -382,6 +482,13 @@ def cmd_score(args) -> int:
             table.add_row(str(rank), str(entry["index"]), entry["label"] or "", f"{entry['score']:.4f}")
         out.print(table)
     return 0
+
+
+def _read_text(path: Path, flag: str) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BrainwaveError(f"cannot read {flag} {path}: {exc}") from None
 
 
 def cmd_models(args) -> int:

@@ -15,8 +15,8 @@ from typing import Iterable, Mapping
 import grpc
 import numpy as np
 
-from brainwave.serving.protocol import MODEL_SERVICE, PREDICTION_SERVICE, SIGNATURE_DEF_MAP_URL, api, method_path
-from brainwave.serving.tensors import numpy_to_tensor, tensor_to_numpy
+from brainwave.protocol.api import MODEL_SERVICE, PREDICTION_SERVICE, SIGNATURE_DEF_MAP_URL, api, method_path
+from brainwave.protocol.tensors import numpy_to_tensor, tensor_to_numpy
 
 DEFAULT_PORT = 50051
 DEFAULT_MAX_MESSAGE_BYTES = 64 << 20

@@ -19,3 +19,22 @@ class ModelLoadError(BrainwaveError):
 
 class InvalidInputError(BrainwaveError):
     """A request's input cannot be processed (wrong dtype or shape, undecodable image...)."""
+
+
+class ResourceLimitError(BrainwaveError):
+    """A request would cost more memory or work than the server allows right now (maps to RESOURCE_EXHAUSTED)."""
+
+
+class CancelledError(BrainwaveError):
+    """The client went away (cancelled, or its deadline passed): the work was stopped."""
+
+
+def clip(text: str, limit: int = 300) -> str:
+    """`text` cut to at most `limit` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:max(limit - 20, 0)]}... ({len(text)} chars)"
+
+
+def brief(value: object, limit: int = 80) -> str:
+    """repr(value), clipped: user-supplied values go into error messages (and gRPC trailers, whose size is
+    limited) only this way, so a 20 KB model name cannot blow up a reply or a log line."""
+    return clip(repr(value), limit)

@@ -12,8 +12,10 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
+from brainwave.errors import BrainwaveError
 
-class BackendError(RuntimeError):
+
+class BackendError(BrainwaveError, RuntimeError):
     """The backend could not run the featurizer (device fault, bad program...)."""
 
 

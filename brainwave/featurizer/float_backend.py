@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
+from brainwave.tf_runtime import tf
 
 
 class FloatBackend:

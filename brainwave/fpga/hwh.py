@@ -17,12 +17,14 @@ import sys
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+from brainwave.errors import BrainwaveError
+
 from .boards import BITSTREAMS_DIR, BOARDS, NPU_INSTANCE, Board, compiler_isa_version, get_board, npu_ip
 
 ISA_PARAM = "BW_ISA_VERSION"  # .hwh parameter of the NPU cell carrying the ISA version the kernel implements
 
 
-class OverlayError(RuntimeError):
+class OverlayError(BrainwaveError, RuntimeError):
     """An overlay (bitstream, .hwh, manifest) that cannot be used with this software."""
 
 

@@ -11,13 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from brainwave.errors import BrainwaveError
+
 _ENTRY_MODULES = (
     "brainwave.models.resnet50",
     "brainwave.models.efficientnet_lite0",
 )
 
 
-class UnknownFeaturizerError(LookupError):
+class UnknownFeaturizerError(BrainwaveError, LookupError):
     pass
 
 

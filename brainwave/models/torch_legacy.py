@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from brainwave.errors import BrainwaveError
+
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
 
@@ -49,7 +51,7 @@ STORAGE_DTYPES = {
 _BFLOAT16 = "BFloat16Storage"  # no numpy dtype: widened to float32 on read
 
 
-class TorchFormatError(ValueError):
+class TorchFormatError(BrainwaveError, ValueError):
     """The file is not a PyTorch serialization this reader understands."""
 
 

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
+from brainwave.errors import BrainwaveError
 
-class WeightsFileError(ValueError):
+
+class WeightsFileError(BrainwaveError, ValueError):
     pass
 
 

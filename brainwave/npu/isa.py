@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 
+from brainwave.errors import BrainwaveError
+
 from .numerics import BLOCK, EXP_MAX, EXP_MIN, Precision
 
 ISA_VERSION = 2  # 2: precision 3 (bfp20) and weight exponents checked to lie in [EXP_MIN, EXP_MAX]
@@ -77,7 +79,7 @@ INSN_FIELDS = (
 )
 
 
-class ProgramError(ValueError):
+class ProgramError(BrainwaveError, ValueError):
     """A program the NPU refuses; `status` is the code the kernel would write."""
 
     def __init__(self, status: Status, message: str):

@@ -1,15 +1,43 @@
-"""Pipelines: service_def.json, model.zip, and running the stages."""
+"""Pipelines: service_def.json, model.zip, and running the stages.
+
+`Pipeline` (which needs TensorFlow) is imported on first use, so that reading and validating a model.zip,
+which the registry commands do, stays free of TensorFlow's start-up cost.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from pathlib import Path
+
 from brainwave.pipeline.archive import ArchiveLimits, extract_model_zip, read_definition
 from brainwave.pipeline.definition import BrainwaveStage, ServiceDefinition, TensorflowStage
-from brainwave.pipeline.pipeline import Pipeline, RunResult
 
 
 def load_service_definition(model_zip) -> ServiceDefinition:
-    """Validate a model.zip (structure, service_def.json, referenced files) without loading graphs."""
-    from pathlib import Path
+    """Validate a model.zip without loading graphs: its structure, service_def.json, the files it references,
+    and that every featurizer it names is in the catalog."""
+    definition = read_definition(Path(model_zip))
+    check_featurizers(definition)
+    return definition
 
-    return read_definition(Path(model_zip))
+
+def check_featurizers(definition: ServiceDefinition) -> None:
+    """Every `brainwave` stage names a catalog featurizer and version (else DefinitionError naming the stage)."""
+    from brainwave.errors import DefinitionError
+    from brainwave.models.catalog import UnknownFeaturizerError, resolve_featurizer
+
+    for index, stage in enumerate(definition.pipeline):
+        if isinstance(stage, BrainwaveStage):
+            try:
+                resolve_featurizer(stage.model_ref, stage.model_version)
+            except UnknownFeaturizerError as exc:
+                raise DefinitionError(f"stage {index}: {exc}") from None
+
+
+def __getattr__(name: str):
+    if name in ("Pipeline", "RunResult"):
+        return getattr(import_module("brainwave.pipeline.pipeline"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["ArchiveLimits", "BrainwaveStage", "Pipeline", "RunResult", "ServiceDefinition", "TensorflowStage",
-           "extract_model_zip", "load_service_definition", "read_definition"]
+           "check_featurizers", "extract_model_zip", "load_service_definition", "read_definition"]

@@ -10,14 +10,19 @@ typo fails at `brainwave package` time instead of at serve time.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Union
 
-from brainwave.errors import DefinitionError
+import numpy as np
+
+from brainwave.errors import DefinitionError, brief
 
 SUPPORTED_RUNTIME_VERSIONS = ("1.0", "1.1")
+MAX_STAGES = 64  # a pipeline is a handful of stages; each one loads a graph, so the count bounds load time
+MAX_JSON_DEPTH = 16  # service_def.json needs 4 levels (object, pipeline list, stage, output_tensor_dims)
 DEFAULT_RUNTIME_VERSION = "1.1"
 _TENSOR_NAME = re.compile(r"^[A-Za-z0-9_.\-/>]+(:\d+)?$")
 
@@ -26,7 +31,7 @@ def _check_member_path(value: str, where: str) -> str:
     """A path inside model.zip: relative, POSIX, no '..' (the archive reader enforces this again)."""
     path = PurePosixPath(value)
     if not value or path.is_absolute() or ".." in path.parts or "\\" in value:
-        raise DefinitionError(f"{where}: must be a relative path inside model.zip without '..', got {value!r}")
+        raise DefinitionError(f"{where}: must be a relative path inside model.zip without '..', got {brief(value)}")
     return str(path)
 
 
@@ -73,7 +78,7 @@ class TensorflowStage:
         _check_member_path(values["model_path"], f"{where}: field 'model_path'")
         for name in ("input_tensor", "output_tensor"):
             if not _TENSOR_NAME.match(values[name]):
-                raise DefinitionError(f"{where}: field {name!r} is not a tensor name like 'input:0': {values[name]!r}")
+                raise DefinitionError(f"{where}: field {name!r} is not a tensor name like 'input:0': {brief(values[name])}")
         return cls(**values)
 
 
@@ -109,7 +114,7 @@ class BrainwaveStage:
         dims = values.get("output_tensor_dims")
         if dims is not None:
             if not isinstance(dims, list) or not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
-                raise DefinitionError(f"{where}: field 'output_tensor_dims' must be a non-empty list of positive integers, got {dims!r}")
+                raise DefinitionError(f"{where}: field 'output_tensor_dims' must be a non-empty list of positive integers, got {brief(dims)}")
         if values.get("weights_path") is not None:
             _check_member_path(values["weights_path"], f"{where}: field 'weights_path'")
         return cls(**values)
@@ -124,7 +129,7 @@ def _take_fields(data: dict, index: int, required: tuple[str, ...], optional: tu
     unknown = sorted(set(data) - set(required) - set(optional) - {"type"})
     if unknown:
         allowed = ", ".join(sorted((*required, *optional, "type")))
-        raise DefinitionError(f"{where}: unknown field {unknown[0]!r} for type {data['type']!r}; allowed fields: {allowed}")
+        raise DefinitionError(f"{where}: unknown field {brief(unknown[0])} for type {brief(data['type'])}; allowed fields: {allowed}")
     values: dict[str, Any] = {}
     for name in required:
         if name not in data:
@@ -145,9 +150,22 @@ class ServiceDefinition:
 
     pipeline: list[Stage] = field(default_factory=list)
     aml_runtime_version: str = DEFAULT_RUNTIME_VERSION
+    # Warm-up inputs `save` packs into model.zip (brainwave/pipeline/warmup.py): encoded images or arrays.
+    warmup_inputs: list = field(default_factory=list, compare=False, repr=False)
+    # A TF Serving warm-up file (TFRecord of PredictionLog) `save` packs as assets.extra/tf_serving_warmup_requests.
+    tf_serving_warmup_file: Path | None = field(default=None, compare=False, repr=False)
 
     def add(self, stage: Stage) -> "ServiceDefinition":
         self.pipeline.append(stage)
+        return self
+
+    def add_warmup_input(self, sample: "bytes | Path | Any") -> "ServiceDefinition":
+        """A sample the server runs at load before taking traffic: encoded image bytes, an image or .npy file,
+        or a numpy array with its batch axis (for pipelines that take tensors)."""
+        if isinstance(sample, (str, Path)):
+            path = Path(sample)
+            sample = np.load(path, allow_pickle=False) if path.suffix == ".npy" else path.read_bytes()
+        self.warmup_inputs.append(sample)
         return self
 
     def to_json(self) -> dict[str, Any]:
@@ -159,22 +177,24 @@ class ServiceDefinition:
             raise DefinitionError(f"service_def.json must hold a JSON object, got {type(data).__name__}")
         unknown = sorted(set(data) - {"aml_runtime_version", "pipeline"})
         if unknown:
-            raise DefinitionError(f"service_def.json: unknown top-level field {unknown[0]!r}; allowed: aml_runtime_version, pipeline")
+            raise DefinitionError(f"service_def.json: unknown top-level field {brief(unknown[0])}; allowed: aml_runtime_version, pipeline")
         version = data.get("aml_runtime_version", DEFAULT_RUNTIME_VERSION)
         if version not in SUPPORTED_RUNTIME_VERSIONS:
             raise DefinitionError(
-                f"service_def.json: aml_runtime_version {version!r} is not supported; use one of {', '.join(SUPPORTED_RUNTIME_VERSIONS)}")
+                f"service_def.json: aml_runtime_version {brief(version)} is not supported; use one of {', '.join(SUPPORTED_RUNTIME_VERSIONS)}")
         stages = data.get("pipeline")
         if not isinstance(stages, list) or not stages:
             raise DefinitionError("service_def.json: field 'pipeline' must be a non-empty list of stages")
+        if len(stages) > MAX_STAGES:
+            raise DefinitionError(f"service_def.json: {len(stages)} stages, more than the limit of {MAX_STAGES}")
         parsed: list[Stage] = []
         for index, stage in enumerate(stages):
             if not isinstance(stage, dict):
                 raise DefinitionError(f"stage {index}: must be a JSON object, got {type(stage).__name__}")
             kind = stage.get("type")
-            if kind not in _STAGE_TYPES:
+            if not isinstance(kind, str) or kind not in _STAGE_TYPES:
                 raise DefinitionError(
-                    f"stage {index}: unknown type {kind!r}; expected one of: {', '.join(sorted(_STAGE_TYPES))}")
+                    f"stage {index}: unknown type {brief(kind)}; expected one of: {', '.join(sorted(_STAGE_TYPES))}")
             parsed.append(_STAGE_TYPES[kind].from_json(stage, index))
         return cls(parsed, version)
 
@@ -199,3 +219,42 @@ class ServiceDefinition:
         from brainwave.pipeline.archive import read_definition
 
         return read_definition(Path(path))
+
+
+def parse_service_json(raw: bytes) -> ServiceDefinition:
+    """service_def.json bytes -> ServiceDefinition; every malformed input is a DefinitionError."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DefinitionError(f"service_def.json is not UTF-8: {exc}") from None
+    depth = json_nesting_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise DefinitionError(f"service_def.json nests {depth} levels deep, more than the limit of {MAX_JSON_DEPTH}")
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, ValueError) as exc:  # ValueError: e.g. an integer literal past Python's limit
+        raise DefinitionError(f"service_def.json is not valid JSON: {exc}") from None
+    return ServiceDefinition.from_json(data)
+
+
+def json_nesting_depth(text: str) -> int:
+    """Deepest [ / { nesting outside strings. Checked before json.loads, whose recursive parser would hit
+    Python's recursion limit (RecursionError) on a few kilobytes of brackets."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest

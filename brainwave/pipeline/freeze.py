@@ -1,7 +1,7 @@
 """Freeze TensorFlow functions and Keras models into self-contained GraphDefs for `tensorflow` stages."""
 from __future__ import annotations
 
-import tensorflow as tf
+from brainwave.tf_runtime import tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 

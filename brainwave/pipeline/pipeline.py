@@ -1,18 +1,26 @@
 """A loaded pipeline: stages run in order on one item (batch size 1), with per-stage timings."""
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
-import tensorflow as tf
 
-from brainwave.errors import BrainwaveError, ModelLoadError
+from brainwave.errors import BrainwaveError, CancelledError, InvalidInputError, ModelLoadError, brief, clip
 from brainwave.pipeline.archive import DEFAULT_LIMITS, ArchiveLimits, extract_model_zip
 from brainwave.pipeline.definition import BrainwaveStage, ServiceDefinition
-from brainwave.pipeline.images import DEFAULT_MAX_PIXELS, check_encoded_image, synthetic_png
+from brainwave.pipeline.images import DEFAULT_MAX_PIXELS, check_encoded_image, without_png_color_profile
 from brainwave.pipeline.stages import FeaturizerRuntime, TensorflowRuntime
+from brainwave.pipeline.warmup import read_warmup_inputs
+from brainwave.protocol.tensors import dtype_label, numpy_dtype_name
+from brainwave.tf_runtime import tf
+
+log = logging.getLogger("brainwave.pipeline")
+
+DEFAULT_MAX_ITEMS = 64  # batch-1 items one request may carry
 
 
 @dataclass(frozen=True)
@@ -25,29 +33,26 @@ class Pipeline:
     """Load with `Pipeline.load(model_zip, backend=...)`; `run(item)` is thread-safe."""
 
     def __init__(self, definition: ServiceDefinition, root: Path, backend: str = "float",
-                 backend_options: dict | None = None, max_image_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 backend_options: dict | None = None, max_image_pixels: int = DEFAULT_MAX_PIXELS,
+                 allow_any_op: bool = False) -> None:
         self.definition = definition
         self.backend = backend
         self.max_image_pixels = max_image_pixels
         self.stages = []
         try:
             for index, stage in enumerate(definition.pipeline):
-                if isinstance(stage, BrainwaveStage):
-                    self.stages.append(FeaturizerRuntime(stage, root, index, backend, backend_options))
-                else:
-                    self.stages.append(TensorflowRuntime(stage, root, index))
+                self.stages.append(_load_stage(stage, root, index, backend, backend_options, allow_any_op))
         except BaseException:
             self.close()
             raise
-        first = self.stages[0]
-        if isinstance(first, TensorflowRuntime):
-            self.input_dtype = first.input_dtype
-            self.input_shape = first.input_shape
-        else:
-            self.input_dtype, self.input_shape = tf.float32, tf.TensorShape(first.input_shape)
+        first, last = self.stages[0], self.stages[-1]
+        self.input_dtype, self.input_shape = first.input_dtype, first.input_shape
+        # What GetModelMetadata reports: declared by the graphs, batch axis left open.
+        self.output_dtype = last.output_dtype
+        self.output_shape = last.output_shape if last.output_shape.rank is None else \
+            tf.TensorShape([None, *last.output_shape.as_list()[1:]])
         self.stage_labels = tuple(s.label for s in self.stages)
-        self.output_dtype = tf.float32
-        self.output_shape = tf.TensorShape(None)
+        self.warmup_inputs: list = []
 
     @property
     def takes_images(self) -> bool:
@@ -57,44 +62,129 @@ class Pipeline:
     @classmethod
     def load(cls, model_zip: str | Path, backend: str = "float", backend_options: dict | None = None,
              limits: ArchiveLimits = DEFAULT_LIMITS, max_image_pixels: int = DEFAULT_MAX_PIXELS,
-             warm_up: bool = True) -> "Pipeline":
-        """Extract, load every stage and run one warm-up item; nothing is left behind on failure."""
+             warm_up: bool = True, allow_any_op: bool = False) -> "Pipeline":
+        """Extract, load every stage and warm up (see `warm_up`); nothing is left behind on failure."""
         with extract_model_zip(Path(model_zip), limits) as extracted:
-            pipeline = cls(extracted.definition, extracted.root, backend, backend_options, max_image_pixels)
+            pipeline = cls(extracted.definition, extracted.root, backend, backend_options, max_image_pixels,
+                           allow_any_op)
+            try:
+                pipeline.warmup_inputs = read_warmup_inputs(extracted.root, pipeline)
+            except BaseException:
+                pipeline.close()
+                raise
         # Graphs are in memory now; the extracted files were removed by the context manager.
         if warm_up:
             try:
-                result = pipeline.run(pipeline.warm_up_item())
-            except BrainwaveError as exc:
+                pipeline.warm_up()
+            except BaseException:
                 pipeline.close()
-                raise ModelLoadError(f"the pipeline failed its warm-up run: {exc}") from None
-            pipeline.output_shape = tf.TensorShape([None, *result.output.shape[1:]])
-            pipeline.output_dtype = tf.as_dtype(result.output.dtype)
+                raise
         return pipeline
 
-    def warm_up_item(self):
+    # --- requests ----------------------------------------------------------------------------------
+    def items(self, array: np.ndarray, alias: str = "images") -> list:
+        """Cut a request tensor into batch-1 items: strings are one encoded image each; numeric arrays are split
+        on the batch axis. Checks dtype, shape and count; builds nothing larger than the items themselves."""
+        want = "DT_STRING" if self.takes_images else numpy_dtype_name(self.input_dtype.as_numpy_dtype)
+        got = numpy_dtype_name(array.dtype)
+        if got != want:
+            raise InvalidInputError(f"Expects arg[0] ({clip(alias, 80)}) to be {dtype_label(want)} but {dtype_label(got)} is provided")
         if self.takes_images:
-            return synthetic_png()
-        shape = [1 if d is None else d for d in (self.input_shape.as_list() if self.input_shape.rank is not None else [1])]
-        return np.zeros(shape, dtype=self.input_dtype.as_numpy_dtype)
+            if array.ndim > 1:
+                raise InvalidInputError(f"input {brief(alias)} must be a scalar or a vector of encoded images, "
+                                        f"got shape {list(array.shape)}")
+            items = list(array.reshape(-1))
+        else:
+            expected = self.input_shape.as_list() if self.input_shape.rank is not None else None
+            if expected is not None:
+                if array.ndim == len(expected) - 1:
+                    array = array[np.newaxis]
+                if array.ndim != len(expected) or any(e is not None and e != g for e, g in zip(expected[1:], array.shape[1:])):
+                    raise InvalidInputError(f"input {brief(alias)} has shape {list(array.shape)}; expected "
+                                            f"{[-1 if e is None else e for e in expected]}")
+            if array.ndim == 0:
+                array = array[np.newaxis]
+            items = [array[i:i + 1] for i in range(array.shape[0])]
+        if not items:
+            raise InvalidInputError(f"input {brief(alias)} holds no items")
+        return items
 
-    def run(self, item) -> RunResult:
-        """Run one item (encoded image bytes, or an array with batch dimension 1) through every stage."""
-        if self.takes_images:
-            check_encoded_image(item, "the image", self.max_image_pixels)
+    def decoded_pixels(self, item) -> int:
+        """What decoding `item` costs, in pixels (0 for tensors); raises InvalidInputError for a bad image."""
+        if not self.takes_images:
+            return 0
+        return check_encoded_image(_as_bytes(item), "the image", self.max_image_pixels).pixels
+
+    def run(self, item, should_stop: Callable[[], bool] | None = None) -> RunResult:
+        """Run one item (encoded image bytes, or an array with batch dimension 1) through every stage.
+        `should_stop` is asked between stages; when it says so, CancelledError ends the run."""
         value = item
+        if self.takes_images:
+            value = _as_bytes(item)
+            check_encoded_image(value, "the image", self.max_image_pixels)
+            value = without_png_color_profile(value)
+        return self._run_from(0, value, should_stop)
+
+    def _run_from(self, start: int, value, should_stop: Callable[[], bool] | None = None) -> RunResult:
         seconds = []
-        for stage in self.stages:
-            start = time.perf_counter()
+        for stage in self.stages[start:]:
+            if should_stop is not None and should_stop():
+                raise CancelledError(f"cancelled before {stage.label}")
+            begin = time.perf_counter()
             value = stage.run(value)
-            seconds.append(time.perf_counter() - start)
+            seconds.append(time.perf_counter() - begin)
         output = np.asarray(value)
         if output.ndim == 0 or output.shape[0] != 1:
             output = output.reshape((1, *output.shape))
         return RunResult(output, tuple(seconds))
+
+    # --- warm-up -----------------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Run the model's own warm-up inputs, if it has any (they must all succeed, as in TF Serving).
+        Otherwise run zeros through the stages whose input the declared shapes fully determine (the featurizer
+        and what follows it); a failure there only warns, since it may depend on data: the first request decides.
+        """
+        if self.warmup_inputs:
+            for index, item in enumerate(self.warmup_inputs):
+                try:
+                    self.run(item)
+                except BrainwaveError as exc:
+                    raise ModelLoadError(f"the model's warm-up input {index} failed: {exc}") from None
+            return
+        start = next((i for i, s in enumerate(self.stages) if _fully_defined_numeric(s)), None)
+        if start is None:
+            return
+        stage = self.stages[start]
+        zeros = np.zeros(stage.input_shape.as_list(), dtype=stage.input_dtype.as_numpy_dtype)
+        try:
+            self._run_from(start, zeros)
+        except BrainwaveError as exc:
+            log.warning("warm-up with zeros from %s failed (serving anyway; add warm-up inputs to model.zip to "
+                        "check the whole pipeline at load): %s", stage.label, clip(str(exc)))
 
     def close(self) -> None:
         for stage in self.stages:
             if hasattr(stage, "close"):
                 stage.close()
         self.stages = []
+
+
+def _load_stage(stage, root: Path, index: int, backend: str, backend_options: dict | None, allow_any_op: bool):
+    """One stage runtime; a failure that is not already the project's own error becomes a ModelLoadError naming
+    the stage, so no malformed model can surface as an internal error."""
+    try:
+        if isinstance(stage, BrainwaveStage):
+            return FeaturizerRuntime(stage, root, index, backend, backend_options)
+        return TensorflowRuntime(stage, root, index, allow_any_op)
+    except BrainwaveError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the boundary where a malformed model becomes a load error
+        raise ModelLoadError(f"stage {index}: cannot be loaded: {type(exc).__name__}: {clip(str(exc))}") from None
+
+
+def _fully_defined_numeric(stage) -> bool:
+    return stage.input_dtype != tf.string and stage.input_shape.is_fully_defined()
+
+
+def _as_bytes(item) -> bytes:
+    return item if isinstance(item, bytes) else bytes(item)

@@ -4,13 +4,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
-from brainwave.errors import DefinitionError, InvalidInputError, ModelLoadError
+from brainwave.errors import (BrainwaveError, DefinitionError, InvalidInputError, ModelLoadError, ResourceLimitError,
+                              brief, clip)
 from brainwave.featurizer.backend import create_backend
 from brainwave.models import build_featurizer, resolve_featurizer
 from brainwave.models.catalog import UnknownFeaturizerError
 from brainwave.pipeline.definition import BrainwaveStage, TensorflowStage
+from brainwave.pipeline.graph_policy import check_graph_def, check_saved_model
+from brainwave.tf_runtime import tf
 
 
 def _tensor_name(name: str) -> str:
@@ -18,27 +20,37 @@ def _tensor_name(name: str) -> str:
 
 
 class TensorflowRuntime:
-    """A frozen GraphDef (TF1 or TF2) or SavedModel, pruned to input_tensor -> output_tensor."""
+    """A frozen GraphDef (TF1 or TF2) or SavedModel, pruned to input_tensor -> output_tensor.
 
-    def __init__(self, stage: TensorflowStage, root: Path, index: int) -> None:
+    `allow_any_op` skips the op allowlist (brainwave.pipeline.graph_policy): only for trusted models.
+    """
+
+    def __init__(self, stage: TensorflowStage, root: Path, index: int, allow_any_op: bool = False) -> None:
         self.index = index
         self.label = f"stage {index} ({stage.model_path})"
+        self.allow_any_op = allow_any_op
         path = root / stage.model_path
         if path.is_dir():
-            self._fn, self.input_dtype, self.input_shape = self._load_saved_model(path, stage)
+            self._fn, inputs, outputs = self._load_saved_model(path, stage)
         else:
-            self._fn, self.input_dtype, self.input_shape = self._load_graph_def(path, stage)
+            self._fn, inputs, outputs = self._load_graph_def(path, stage)
+        (self.input_dtype, self.input_shape), (self.output_dtype, self.output_shape) = inputs, outputs
+        if self.input_dtype == tf.string and self.input_shape.rank and any(d not in (None, 1) for d in self.input_shape.as_list()):
+            raise ModelLoadError(f"{self.label}: a string input must be a scalar or hold one image per call, "
+                                 f"but {stage.input_tensor} has shape {self.input_shape.as_list()}")
 
     def _load_graph_def(self, path: Path, stage: TensorflowStage):
         graph_def = tf.compat.v1.GraphDef()
         try:
             graph_def.ParseFromString(path.read_bytes())
-        except Exception as exc:  # DecodeError and friends
+        except Exception as exc:  # noqa: BLE001 - DecodeError and friends
             raise ModelLoadError(f"{self.label}: not a TensorFlow GraphDef (.pb): {exc}") from None
+        if not self.allow_any_op:
+            check_graph_def(graph_def, [stage.output_tensor], self.label)
         try:
             wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
-        except Exception as exc:
-            raise ModelLoadError(f"{self.label}: the graph does not import: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - any import failure is a bad model
+            raise ModelLoadError(f"{self.label}: the graph does not import: {clip(str(exc))}") from None
         graph = wrapped.graph
         tensors = {}
         for field_name, name in (("input_tensor", stage.input_tensor), ("output_tensor", stage.output_tensor)):
@@ -47,17 +59,25 @@ class TensorflowRuntime:
             except (KeyError, ValueError):
                 placeholders = [op.name for op in graph.get_operations() if op.type == "Placeholder"]
                 raise ModelLoadError(
-                    f"{self.label}: {field_name} {name!r} is not in the graph "
-                    f"(its placeholders: {', '.join(placeholders) or 'none'})") from None
-        fn = wrapped.prune(tensors["input_tensor"], tensors["output_tensor"])
-        return fn, tensors["input_tensor"].dtype, tensors["input_tensor"].shape
+                    f"{self.label}: {field_name} {brief(name)} is not in the graph "
+                    f"(its placeholders: {clip(', '.join(placeholders) or 'none', 200)})") from None
+        try:
+            fn = wrapped.prune(tensors["input_tensor"], tensors["output_tensor"])
+        except Exception as exc:  # noqa: BLE001 - e.g. the output does not depend on the input
+            raise ModelLoadError(f"{self.label}: cannot run {stage.output_tensor} from {stage.input_tensor}: "
+                                 f"{clip(str(exc))}") from None
+        source, sink = tensors["input_tensor"], tensors["output_tensor"]
+        return fn, (source.dtype, source.shape), (sink.dtype, sink.shape)
 
     def _load_saved_model(self, path: Path, stage: TensorflowStage):
+        if not self.allow_any_op:
+            check_saved_model(path, self.label)
         try:
             loaded = tf.saved_model.load(str(path))
             signature = loaded.signatures["serving_default"]
-        except Exception as exc:
-            raise ModelLoadError(f"{self.label}: not a loadable SavedModel with a serving_default signature: {exc}") from None
+        except Exception as exc:  # noqa: BLE001
+            raise ModelLoadError(f"{self.label}: not a loadable SavedModel with a serving_default signature: "
+                                 f"{clip(str(exc))}") from None
         inputs = signature.structured_input_signature[1]
         outputs = signature.structured_outputs
         in_key = _match_key(inputs, stage.input_tensor, {k: s.name for k, s in inputs.items()})
@@ -66,22 +86,33 @@ class TensorflowRuntime:
             raise ModelLoadError(
                 f"{self.label}: serving_default has inputs {sorted(inputs)} and outputs {sorted(outputs)}; "
                 f"input_tensor {stage.input_tensor!r} / output_tensor {stage.output_tensor!r} must name one of each")
-        spec = inputs[in_key]
+        spec, out = inputs[in_key], outputs[out_key]
 
         def run(x):
             return signature(**{in_key: x})[out_key]
 
         self._keep_alive = loaded  # the signature's variables live as long as `loaded`
-        return run, spec.dtype, spec.shape
+        return run, (spec.dtype, spec.shape), (out.dtype, out.shape)
 
     def run(self, value):
         try:
-            tensor = tf.convert_to_tensor(_fit_shape(value, self.input_shape, self.label), self.input_dtype)
+            tensor = tf.convert_to_tensor(self._fit(value), self.input_dtype)
             return self._fn(tensor).numpy()
-        except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as exc:
+        except tf.errors.ResourceExhaustedError as exc:
+            raise ResourceLimitError(f"{self.label} ran out of memory on the input: {_tf_error_cause(exc)}") from None
+        except tf.errors.OpError as exc:  # the graph refused this input: the request's fault, not the server's
             raise InvalidInputError(f"{self.label} could not process the input: {_tf_error_cause(exc)}") from None
         except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"{self.label} cannot take the input: {exc}") from None
+            raise InvalidInputError(f"{self.label} cannot take the input: {clip(str(exc))}") from None
+
+    def _fit(self, value):
+        """One item shaped for the input tensor: an encoded image goes in as a scalar, or as a one-element vector
+        to a string input of rank 1 or unknown rank (a batched decoder, e.g. map_fn over the images)."""
+        if self.input_dtype == tf.string:
+            if self.input_shape.rank == 0:
+                return value
+            return np.array([value], dtype=object).reshape([1] * (self.input_shape.rank or 1))
+        return _fit_shape(value, self.input_shape, self.label)
 
 
 def _tf_error_cause(exc: tf.errors.OpError) -> str:
@@ -89,7 +120,7 @@ def _tf_error_cause(exc: tf.errors.OpError) -> str:
     lines = [line.strip() for line in (exc.message or "").splitlines()]
     noise = ("Graph execution error", "Detected at node", "File ", "[[")
     causes = [line for line in lines if line and not line.startswith(noise)]
-    return causes[-1] if causes else type(exc).__name__
+    return clip(causes[-1]) if causes else type(exc).__name__
 
 
 def _match_key(mapping: dict, wanted: str, tensor_names: dict[str, str]):
@@ -129,17 +160,21 @@ class FeaturizerRuntime:
         try:
             model = build_featurizer(self.spec, weights)
             self.backend = create_backend(backend, model, backend_options)
-        except (ValueError, OSError) as exc:
+        except BrainwaveError as exc:
             raise ModelLoadError(f"{self.label}: {exc}") from None
-        self.input_shape = (1, *self.spec.input_shape)
-        self.output_shape = (1, *self.spec.output_dims)
+        except Exception as exc:  # noqa: BLE001 - a weights file is user data: any failure reading it is a bad model
+            raise ModelLoadError(f"{self.label}: cannot load the featurizer: {type(exc).__name__}: "
+                                 f"{clip(str(exc))}") from None
+        self.input_dtype, self.input_shape = tf.float32, tf.TensorShape((1, *self.spec.input_shape))
+        self.output_dtype, self.output_shape = tf.float32, tf.TensorShape((1, *self.spec.output_dims))
 
     def run(self, value):
         image = np.asarray(value, dtype=np.float32)
-        if image.size != int(np.prod(self.input_shape)):
-            raise InvalidInputError(f"{self.label} expects an input of shape {list(self.input_shape)}, got {list(image.shape)}")
-        out = self.backend.run(image.reshape(self.input_shape))
-        return np.asarray(out, dtype=np.float32).reshape(self.output_shape)
+        if image.size != self.input_shape.num_elements():
+            raise InvalidInputError(f"{self.label} expects an input of shape {self.input_shape.as_list()}, "
+                                    f"got {list(image.shape)}")
+        out = self.backend.run(image.reshape(self.input_shape.as_list()))
+        return np.asarray(out, dtype=np.float32).reshape(self.output_shape.as_list())
 
     def close(self) -> None:
         self.backend.close()

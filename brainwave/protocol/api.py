@@ -28,6 +28,7 @@ _ROOT_FILES = (
     "tensorflow_serving/apis/prediction_service.proto",
     "tensorflow_serving/apis/model_service.proto",
     "brainwave/admin/v1/admin.proto",
+    "tensorflow_serving/apis/prediction_log.proto",
 )
 _MESSAGES = {
     "TensorProto": "tensorflow.TensorProto",
@@ -37,6 +38,8 @@ _MESSAGES = {
     "ModelSpec": "tensorflow.serving.ModelSpec",
     "PredictRequest": "tensorflow.serving.PredictRequest",
     "PredictResponse": "tensorflow.serving.PredictResponse",
+    "PredictLog": "tensorflow.serving.PredictLog",
+    "PredictionLog": "tensorflow.serving.PredictionLog",
     "GetModelMetadataRequest": "tensorflow.serving.GetModelMetadataRequest",
     "GetModelMetadataResponse": "tensorflow.serving.GetModelMetadataResponse",
     "SignatureDefMap": "tensorflow.serving.SignatureDefMap",

@@ -1,10 +1,12 @@
 """TensorProto <-> numpy, accepting both `tensor_content` and the typed `*_val` fields, as TF Serving does."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from brainwave.errors import InvalidInputError
-from brainwave.serving.protocol import api
+from brainwave.errors import InvalidInputError, brief
+from brainwave.protocol.api import api
 
 # DataType name -> (numpy dtype, typed repeated field)
 _DTYPES: dict[str, tuple[np.dtype, str]] = {
@@ -30,29 +32,57 @@ def dtype_label(name: str) -> str:
     return name.removeprefix("DT_").lower()
 
 
-def tensor_to_numpy(tensor, alias: str) -> np.ndarray:
-    """Decode a request tensor; errors name the input `alias` and say what was expected."""
+MAX_RANK = 32  # TensorFlow itself allows 254; no model input needs more than a handful
+
+
+def tensor_shape(tensor, alias: str) -> list[int]:
+    """The declared shape, checked before anything is allocated: known rank, non-negative dimensions."""
+    if tensor.tensor_shape.unknown_rank:
+        raise InvalidInputError(f"input {brief(alias)} has unknown rank; send a fully defined shape")
+    dims = tensor.tensor_shape.dim
+    if len(dims) > MAX_RANK:
+        raise InvalidInputError(f"input {brief(alias)} has rank {len(dims)}, more than {MAX_RANK}")
+    shape = [d.size for d in dims]
+    if any(size < 0 for size in shape):
+        raise InvalidInputError(f"input {brief(alias)} has a negative dimension in shape {brief(shape)}")
+    return shape
+
+
+def tensor_to_numpy(tensor, alias: str, max_elements: int | None = None) -> np.ndarray:
+    """Decode a request tensor; errors name the input `alias` and say what was expected.
+
+    `max_elements` bounds what the request may make the server allocate: the declared shape is checked against
+    it (in Python integers, which cannot wrap) before any array exists, including the TensorFlow rule that one
+    value fills the whole shape.
+    """
     names = api().DataTypeName
     dt_name = names.get(tensor.dtype, f"DataType({tensor.dtype})")
     if dt_name not in _DTYPES:
-        raise InvalidInputError(f"input {alias!r} has dtype {dt_name}, which this server does not accept")
+        raise InvalidInputError(f"input {brief(alias)} has dtype {dt_name}, which this server does not accept")
     dtype, field = _DTYPES[dt_name]
-    if tensor.tensor_shape.unknown_rank:
-        raise InvalidInputError(f"input {alias!r} has unknown rank; send a fully defined shape")
-    shape = [d.size for d in tensor.tensor_shape.dim]
-    if any(size < 0 for size in shape):
-        raise InvalidInputError(f"input {alias!r} has a negative dimension in shape {shape}")
-    count = int(np.prod(shape, dtype=np.int64))
+    shape = tensor_shape(tensor, alias)
+    count = math.prod(shape)
+    if max_elements is not None and count > max_elements:
+        raise InvalidInputError(f"input {brief(alias)} has shape {brief(shape)}: {count} elements, more than the "
+                                f"{max_elements} one request may carry to this model")
     if tensor.tensor_content:
         if dt_name == "DT_STRING":
-            raise InvalidInputError(f"input {alias!r}: string tensors must use string_val, not tensor_content")
+            raise InvalidInputError(f"input {brief(alias)}: string tensors must use string_val, not tensor_content")
         expected = count * dtype.itemsize
         if len(tensor.tensor_content) != expected:
             raise InvalidInputError(
-                f"input {alias!r}: tensor_content has {len(tensor.tensor_content)} bytes but shape {shape} "
+                f"input {brief(alias)}: tensor_content has {len(tensor.tensor_content)} bytes but shape {brief(shape)} "
                 f"of {dtype_label(dt_name)} needs {expected}")
         return np.frombuffer(tensor.tensor_content, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
     values = getattr(tensor, field)
+    if not tensor.tensor_shape.dim and not tensor.HasField("tensor_shape") and len(values) > 1:
+        shape, count = [len(values)], len(values)  # no shape sent at all: read the values as a vector
+        if max_elements is not None and count > max_elements:
+            raise InvalidInputError(f"input {brief(alias)} holds {count} values, more than the {max_elements} "
+                                    "one request may carry to this model")
+    if len(values) not in (count, 1) or (len(values) == 1 and count == 0):
+        raise InvalidInputError(f"input {brief(alias)}: {field} has {len(values)} values but shape {brief(shape)} "
+                                f"needs {count}")
     if dt_name == "DT_HALF":
         array = np.asarray(values, dtype=np.uint16).view(np.float16)
     elif dt_name == "DT_STRING":
@@ -60,13 +90,9 @@ def tensor_to_numpy(tensor, alias: str) -> np.ndarray:
         array[:] = list(values)
     else:
         array = np.asarray(values, dtype=dtype)
-    if not tensor.tensor_shape.dim and not tensor.HasField("tensor_shape") and len(values) > 1:
-        shape, count = [len(values)], len(values)  # no shape sent at all: read the values as a vector
     if array.size == count:
         return array.reshape(shape)
-    if array.size == 1 and count > 1:  # TensorFlow semantics: one value fills the tensor
-        return np.full(shape, array[0], dtype=dtype)
-    raise InvalidInputError(f"input {alias!r}: {field} has {array.size} values but shape {shape} needs {count}")
+    return np.full(shape, array[0], dtype=dtype)  # TensorFlow semantics: one value fills the tensor
 
 
 def numpy_to_tensor(array: np.ndarray):

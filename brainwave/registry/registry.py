@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -25,6 +26,8 @@ from typing import Callable
 
 from brainwave.errors import BrainwaveError
 from brainwave.registry.store import BlobExistsError, BlobNotFoundError, BlobStore, Progress
+
+log = logging.getLogger("brainwave.registry")
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")
 
@@ -100,7 +103,8 @@ class ModelRegistry:
         return [r.version for r in doomed]
 
     def _next_version(self, name: str) -> int:
-        numbers = [int(Path(blob).stem) for blob in self.store.list(f"models/{name}/versions/")]
+        stems = (Path(blob).stem for blob in self.store.list(f"models/{name}/versions/"))
+        numbers = [int(stem) for stem in stems if stem.isdigit()]
         return max(numbers, default=0) + 1
 
     # --- reading ----------------------------------------------------------------------------------
@@ -109,17 +113,21 @@ class ModelRegistry:
         return sorted(names)
 
     def versions(self, name: str) -> list[ModelVersion]:
+        """Readable versions, ascending. A damaged manifest is skipped with a warning naming it: one bad
+        version must not hide the others (or every other model)."""
         check_name(name)
         records = []
         for blob in self.store.list(f"models/{name}/versions/"):
             try:
-                records.append(ModelVersion(**json.loads(self.store.read(blob))))
+                records.append(_parse_manifest(self.store.read(blob), blob))
             except BlobNotFoundError:  # deleted while listing
                 continue
+            except RegistryError as exc:
+                log.warning("%s", exc)
         return sorted(records, key=lambda r: r.version)
 
     def get(self, name: str, version: int | None = None, label: str | None = None) -> ModelVersion:
-        """A version by number, by tag key (`label`: the highest version tagged with it), or the latest."""
+        """A version by number, by tag (`label` is KEY or KEY=VALUE: the highest version tagged so), or the latest."""
         records = self.versions(name)
         if not records:
             raise RegistryError(f"no model named {name!r} in {self.store.describe()}")
@@ -129,7 +137,8 @@ class ModelRegistry:
                     return record
             raise RegistryError(f"model {name!r} has no version {version} (it has {[r.version for r in records]})")
         if label is not None:
-            tagged = [r for r in records if label in r.tags]
+            key, has_value, value = label.partition("=")
+            tagged = [r for r in records if key in r.tags and (not has_value or r.tags[key] == value)]
             if not tagged:
                 raise RegistryError(f"no version of {name!r} carries the tag {label!r}")
             return tagged[-1]
@@ -164,6 +173,16 @@ class ModelRegistry:
 
     def clear_cache(self) -> None:
         shutil.rmtree(self.cache_dir, ignore_errors=True)
+
+
+def _parse_manifest(raw: bytes, blob: str) -> ModelVersion:
+    try:
+        record = ModelVersion(**json.loads(raw))
+    except (ValueError, TypeError) as exc:  # truncated JSON, missing or unknown fields
+        raise RegistryError(f"skipping the unreadable manifest {blob}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(record.version, int) or not isinstance(record.tags, dict):
+        raise RegistryError(f"skipping the manifest {blob}: its version or tags have the wrong type")
+    return record
 
 
 def _manifest_name(name: str, version: int) -> str:

@@ -13,15 +13,17 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable, Iterator, Protocol
 
+from brainwave.errors import BrainwaveError
+
 Progress = Callable[[int], None]  # called with the number of bytes just transferred
 CHUNK = 4 << 20
 
 
-class BlobExistsError(Exception):
+class BlobExistsError(BrainwaveError):
     pass
 
 
-class BlobNotFoundError(Exception):
+class BlobNotFoundError(BrainwaveError):
     pass
 
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import grpc
 
-from brainwave.serving.protocol import api
+from brainwave.errors import clip
+from brainwave.protocol.api import api
 from brainwave.serving.servables import LabelError, ServableManager
 from brainwave.serving.status import RequestError
 from brainwave.serving.versions import VersionController
@@ -35,6 +36,9 @@ class AdminHandlers:
         return response
 
     def set_canary(self, request, context):
+        for name, value in (("share", request.share), ("mirror_share", request.mirror_share)):
+            if not 0.0 <= value <= 1.0:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"canary {name} must be between 0 and 1, got {value:g}")
         try:
             if request.version == 0:
                 self.manager.set_canary(request.model, None)
@@ -49,7 +53,7 @@ class AdminHandlers:
         name = request.model
         canary = self.manager.canary(name)
         if canary is None:
-            raise RequestError(grpc.StatusCode.FAILED_PRECONDITION, f"model {name} has no canary to promote")
+            raise RequestError(grpc.StatusCode.FAILED_PRECONDITION, f"model {clip(name, 100)} has no canary to promote")
         previous = self._stable_version(name, exclude=canary.version)
         labels = {k: v for k, v in self.manager.labels(name).items() if k != "canary"}
         labels["stable"] = canary.version

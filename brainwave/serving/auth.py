@@ -104,9 +104,21 @@ class KeyAuthInterceptor(grpc.ServerInterceptor):
         return continuation(handler_call_details)
 
 
-def _deny(message: str):
+class MethodGate(grpc.ServerInterceptor):
+    """Refuses the methods whose path starts with one of `prefixes` (e.g. the admin API on a keyless server)."""
+
+    def __init__(self, prefixes: tuple[str, ...], code: grpc.StatusCode, message: str) -> None:
+        self._prefixes, self._code, self._message = prefixes, code, message
+
+    def intercept_service(self, continuation, handler_call_details):
+        if handler_call_details.method.startswith(self._prefixes):
+            return _deny(self._message, self._code)
+        return continuation(handler_call_details)
+
+
+def _deny(message: str, code: grpc.StatusCode = grpc.StatusCode.UNAUTHENTICATED):
     def abort(request, context):
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        context.abort(code, message)
     return grpc.unary_unary_rpc_method_handler(abort)
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import grpc
 
-from brainwave.errors import BrainwaveError
-from brainwave.serving.protocol import api
+from brainwave.errors import BrainwaveError, clip
+from brainwave.protocol.api import api
 from brainwave.serving.servables import LabelError, ServableManager, ServableNotFoundError
 from brainwave.serving.status import RequestError, status_for
 from brainwave.serving.versions import DirectorySource, ModelPlan, VersionController, VersionPolicy
@@ -15,10 +15,13 @@ REGISTRY_SCHEME = "registry:"
 
 
 class ModelStatusHandlers:
-    def __init__(self, manager: ServableManager, controller: VersionController, registry=None) -> None:
+    def __init__(self, manager: ServableManager, controller: VersionController, registry=None,
+                 model_roots: tuple[Path, ...] = ()) -> None:
+        """`model_roots`: the directories a reload may load base paths from (resolved, symlinks followed)."""
         self.manager = manager
         self.controller = controller
         self.registry = registry
+        self.model_roots = tuple(Path(root).resolve() for root in model_roots)
 
     def get_model_status(self, request, context):
         spec = request.model_spec
@@ -29,7 +32,7 @@ class ModelStatusHandlers:
         if kind == "version":
             servables = [s for s in servables if s.version == spec.version.value]
             if not servables:
-                raise ServableNotFoundError(f"Could not find version {spec.version.value} of model {spec.name}")
+                raise ServableNotFoundError(f"Could not find version {spec.version.value} of model {clip(spec.name, 100)}")
         elif kind == "version_label":
             servables = [self.manager.resolve(spec.name, label=spec.version_label)]
         response = api().GetModelStatusResponse()
@@ -48,6 +51,13 @@ class ModelStatusHandlers:
         if config.WhichOneof("config") != "model_config_list":
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "ReloadConfigRequest.config must hold a model_config_list")
         plans = [self._plan(model_config) for model_config in config.model_config_list.config]
+        if not plans:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "the model_config_list is empty: it would unload "
+                                                                 "every model; list the models to keep serving")
+        names = [plan.name for plan in plans]
+        if len(set(names)) != len(names):
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"the model_config_list names a model twice: "
+                                                                 f"{clip(', '.join(names), 200)}")
         try:
             self.controller.apply(plans)
         except (ServableNotFoundError, LabelError, ValueError) as exc:
@@ -61,11 +71,11 @@ class ModelStatusHandlers:
         if not model_config.name:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "every ModelConfig needs a name")
         if not model_config.base_path:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"ModelConfig {model_config.name} needs a base_path")
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"ModelConfig {clip(model_config.name, 100)} needs a base_path")
         try:
             source = self._source(model_config.base_path)
         except ValueError as exc:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"ModelConfig {model_config.name}: {exc}") from None
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"ModelConfig {clip(model_config.name, 100)}: {exc}") from None
         policy = model_config.model_version_policy
         kind = policy.WhichOneof("policy_choice")
         if kind == "all":
@@ -82,4 +92,9 @@ class ModelStatusHandlers:
                 raise ValueError("base_path names a registry model but the server was started without a registry")
             from brainwave.serving.registry_source import RegistrySource
             return RegistrySource(self.registry, base_path[len(REGISTRY_SCHEME):])
-        return DirectorySource(Path(base_path))
+        path = Path(base_path).resolve()
+        if not any(path == root or root in path.parents for root in self.model_roots):
+            roots = ", ".join(str(r) for r in self.model_roots) or "none configured"
+            raise ValueError(f"base_path {clip(base_path, 200)} is outside the server's model roots ({roots}); "
+                             "start the server with --model-root")
+        return DirectorySource(path)

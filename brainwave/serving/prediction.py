@@ -14,13 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import numpy as np
 
-from brainwave.errors import InvalidInputError
+from brainwave.errors import CancelledError, InvalidInputError, brief, clip
 from brainwave.pipeline.definition import TensorflowStage
+from brainwave.protocol.api import SIGNATURE_DEF_MAP_URL, api
+from brainwave.protocol.tensors import numpy_dtype_name, numpy_to_tensor, tensor_to_numpy
+from brainwave.serving.limits import PixelBudget, RequestLimits
 from brainwave.serving.metrics import ServingMetrics
-from brainwave.serving.protocol import SIGNATURE_DEF_MAP_URL, api
 from brainwave.serving.servables import Servable, ServableManager
 from brainwave.serving.status import RequestError
-from brainwave.serving.tensors import dtype_label, numpy_dtype_name, numpy_to_tensor, tensor_to_numpy
 
 log = logging.getLogger("brainwave.serving")
 
@@ -31,10 +32,12 @@ PREDICT_METHOD = "tensorflow/serving/predict"
 
 
 class PredictionHandlers:
-    def __init__(self, manager: ServableManager, metrics: ServingMetrics, max_items: int = 64) -> None:
+    def __init__(self, manager: ServableManager, metrics: ServingMetrics, limits: RequestLimits | None = None,
+                 pixel_budget: PixelBudget | None = None) -> None:
         self.manager = manager
         self.metrics = metrics
-        self.max_items = max_items
+        self.limits = limits or RequestLimits()
+        self.pixel_budget = pixel_budget or PixelBudget(2 * self.limits.max_request_pixels)
         # Mirrored canary comparisons run off the request path, one at a time; when busy they are skipped.
         self._mirror_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mirror")
         self._mirror_backlog = 0
@@ -59,7 +62,7 @@ class PredictionHandlers:
     def check_signature(model_spec) -> None:
         if model_spec.signature_name not in ("", SIGNATURE_NAME):
             raise RequestError(grpc.StatusCode.FAILED_PRECONDITION,
-                               f'Serving signature key "{model_spec.signature_name}" not found.')
+                               f'Serving signature key "{clip(model_spec.signature_name, 80)}" not found.')
 
     @staticmethod
     def fill_model_spec(target, servable: Servable) -> None:
@@ -75,7 +78,7 @@ class PredictionHandlers:
             servable = lease.servable
             start, ok = time.perf_counter(), False
             try:
-                items, outputs, keys = self._run(request, servable)
+                items, outputs, keys = self._run(request, servable, context)
                 ok = True
             finally:
                 servable.stats.record(time.perf_counter() - start, ok)
@@ -88,19 +91,36 @@ class PredictionHandlers:
             response.outputs[key].CopyFrom(numpy_to_tensor(stacked))
         return response
 
-    def _run(self, request, servable: Servable):
+    def _run(self, request, servable: Servable, context):
+        """Check everything the request declares before any work, reserve its decoded pixels, then run its items
+        one by one, stopping as soon as the client has gone away."""
         pipeline = servable.pipeline
         alias, tensor = self._single_input(request, pipeline)
-        items = self._split_items(tensor_to_numpy(tensor, alias), alias, pipeline)
         keys = self._output_keys(request, pipeline)
+        array = tensor_to_numpy(tensor, alias, self.limits.elements_for(pipeline))
+        items = pipeline.items(array, alias)
+        if len(items) > self.limits.max_items:
+            raise InvalidInputError(f"input {brief(alias)} holds {len(items)} items; the limit per request is "
+                                    f"{self.limits.max_items}")
+        pixels = sum(pipeline.decoded_pixels(item) for item in items)
+        if pixels > self.limits.max_request_pixels:
+            raise InvalidInputError(f"the request's images decode to {pixels} pixels, more than the limit of "
+                                    f"{self.limits.max_request_pixels} per request")
+
+        def gone() -> bool:
+            return not context.is_active()
+
         outputs = []
-        for item in items:
-            result = pipeline.run(item)
-            self.metrics.observe_stages(servable, result.stage_seconds)
-            if log.isEnabledFor(logging.DEBUG):
-                timings = ", ".join(f"{label}: {s * 1000:.2f} ms" for label, s in zip(pipeline.stage_labels, result.stage_seconds))
-                log.debug("%s v%d: %s", servable.name, servable.version, timings)
-            outputs.append(result.output)
+        with self.pixel_budget.reserve(pixels, context.time_remaining()):
+            for item in items:
+                if gone():
+                    raise CancelledError("the client cancelled the request")
+                result = pipeline.run(item, should_stop=gone)
+                self.metrics.observe_stages(servable, result.stage_seconds)
+                if log.isEnabledFor(logging.DEBUG):
+                    timings = ", ".join(f"{label}: {s * 1000:.2f} ms" for label, s in zip(pipeline.stage_labels, result.stage_seconds))
+                    log.debug("%s v%d: %s", servable.name, servable.version, timings)
+                outputs.append(result.output)
         return items, outputs, keys
 
     def _maybe_mirror(self, name: str, served: Servable, items: list, outputs: list) -> None:
@@ -120,8 +140,9 @@ class PredictionHandlers:
             for item, output in zip(items, outputs):
                 other = peer.pipeline.run(item).output
                 canary_side.stats.record_mirror(int(np.argmax(output)) == int(np.argmax(other)))
-        except Exception:  # a failed comparison must never affect serving
-            log.exception("mirrored comparison on %s v%d failed", name, peer.version)
+        except Exception as exc:  # noqa: BLE001 - a failed comparison must never affect serving
+            log.warning("mirrored comparison on %s v%d failed: %s: %s", name, peer.version, type(exc).__name__,
+                        clip(str(exc)))
         finally:
             self._mirror_backlog -= 1
             self.manager.release(peer)
@@ -141,37 +162,13 @@ class PredictionHandlers:
             extra = sorted(sent - accepted)
             raise RequestError(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"input size does not match signature: {len(sent)}!=1 len({{{','.join(sorted(sent))}}}) != len({{{INPUT_ALIAS}}}). "
-                f"Sent extra: {{{','.join(extra)}}}. Missing but required: {{{'' if sent & accepted else INPUT_ALIAS}}}.")
+                clip(f"input size does not match signature: {len(sent)}!=1 len({{{','.join(sorted(sent))}}}) != len({{{INPUT_ALIAS}}}). "
+                     f"Sent extra: {{{','.join(extra)}}}. Missing but required: {{{'' if sent & accepted else INPUT_ALIAS}}}."))
         (alias,) = sent
         if alias not in accepted:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"input tensor alias not found in signature: {alias}. Inputs expected to be in the set {{{INPUT_ALIAS}}}.")
+                               f"input tensor alias not found in signature: {clip(alias, 80)}. Inputs expected to be in the set {{{INPUT_ALIAS}}}.")
         return alias, request.inputs[alias]
-
-    def _split_items(self, array: np.ndarray, alias: str, pipeline) -> list:
-        """Cut a request into batch-1 items: strings are one image each; arrays split on the batch axis."""
-        want = numpy_dtype_name(pipeline.input_dtype.as_numpy_dtype) if pipeline.input_dtype.name != "string" else "DT_STRING"
-        got = numpy_dtype_name(array.dtype)
-        if got != want:
-            raise InvalidInputError(f"Expects arg[0] ({alias}) to be {dtype_label(want)} but {dtype_label(got)} is provided")
-        if pipeline.takes_images:
-            if array.ndim > 1:
-                raise InvalidInputError(f"input {alias!r} must be a scalar or a vector of encoded images, got shape {list(array.shape)}")
-            items = [bytes(v) for v in array.reshape(-1)]
-        else:
-            expected = pipeline.input_shape.as_list()
-            if array.ndim == len(expected) - 1:
-                array = array[np.newaxis]
-            if array.ndim != len(expected) or any(e is not None and e != g for e, g in zip(expected[1:], array.shape[1:])):
-                raise InvalidInputError(
-                    f"input {alias!r} has shape {list(array.shape)}; expected {[-1 if e is None else e for e in expected]}")
-            items = [array[i:i + 1] for i in range(array.shape[0])]
-        if not items:
-            raise InvalidInputError(f"input {alias!r} holds no items")
-        if len(items) > self.max_items:
-            raise InvalidInputError(f"input {alias!r} holds {len(items)} items; the limit per request is {self.max_items}")
-        return items
 
     @staticmethod
     def _output_keys(request, pipeline) -> list[str]:
@@ -182,7 +179,10 @@ class PredictionHandlers:
         for key in wanted:
             if key not in allowed:
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"output tensor alias not found in signature: {key} Outputs expected to be in the set {{{OUTPUT_ALIAS}}}.")
+                                   f"output tensor alias not found in signature: {clip(key, 80)} Outputs expected to be in the set {{{OUTPUT_ALIAS}}}.")
+        if len(set(wanted)) != len(wanted):
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"output_filter names an output more than once: "
+                                                                 f"{brief(wanted)}")
         return wanted
 
     # --- GetModelMetadata -------------------------------------------------------------------------
@@ -193,7 +193,7 @@ class PredictionHandlers:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "GetModelMetadataRequest must specify at least one metadata_field")
         unsupported = [f for f in fields if f != "signature_def"]
         if unsupported:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"Metadata field {unsupported[0]} is not supported")
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"Metadata field {clip(unsupported[0], 80)} is not supported")
         signature_map = api().SignatureDefMap()
         signature_map.signature_def[SIGNATURE_NAME].CopyFrom(signature_def(servable.pipeline))
         response = api().GetModelMetadataResponse()

@@ -15,17 +15,18 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from brainwave.errors import BrainwaveError, clip
 from brainwave.pipeline import Pipeline
 
 # tensorflow.serving.ModelVersionStatus.State names
 START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
 
 
-class ServableNotFoundError(LookupError):
+class ServableNotFoundError(BrainwaveError, LookupError):
     pass
 
 
-class LabelError(ValueError):
+class LabelError(BrainwaveError, ValueError):
     """A label names a version that is not loaded and available (TF Serving refuses those too)."""
 
 
@@ -131,6 +132,20 @@ class ServableManager:
     def __init__(self) -> None:
         self._models: dict[str, _Model] = {}
         self._cond = threading.Condition(threading.RLock())
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` whenever a version becomes available or goes away (health status follows it)."""
+        self._listeners.append(listener)
+        listener()
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    def any_available(self) -> bool:
+        with self._cond:
+            return any(s.state == AVAILABLE for m in self._models.values() for s in m.versions.values())
 
     # --- loading and unloading -----------------------------------------------------------------------
     def add(self, name: str, version: int, pipeline: Pipeline) -> Servable:
@@ -142,6 +157,7 @@ class ServableManager:
                 raise ValueError(f"version {version} of {name!r} is already served")
             model.ended.pop(version, None)
             model.versions[version] = servable
+        self._changed()
         return servable
 
     def load(self, name: str, version: int, loader: Callable[[], Pipeline]) -> Servable:
@@ -165,6 +181,7 @@ class ServableManager:
             servable.pipeline = pipeline
             servable.state = AVAILABLE
             self._cond.notify_all()
+        self._changed()
         return servable
 
     def unload(self, name: str, version: int, timeout: float = 300.0) -> None:
@@ -180,6 +197,7 @@ class ServableManager:
             if model.canary and model.canary.version == version:
                 model.canary = None
             servable.state = UNLOADING
+            self._changed()
             deadline = time.monotonic() + timeout
             while servable.in_flight:
                 if not self._cond.wait(timeout=max(0.0, deadline - time.monotonic())):
@@ -251,9 +269,9 @@ class ServableManager:
         model = self._models.get(name)
         if label:
             if model is None or label not in model.labels:
-                raise ServableNotFoundError(f"Servable not found for request: Label({name}, {label})")
+                raise ServableNotFoundError(f"Servable not found for request: Label({clip(name, 100)}, {clip(label, 100)})")
             version = model.labels[label]
-        request = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
+        request = f"Specific({clip(name, 100)}, {version})" if version is not None else f"Latest({clip(name, 100)})"
         available = {v: s for v, s in (model.versions.items() if model else ()) if s.state == AVAILABLE}
         if version is not None:
             if version not in available:
@@ -310,7 +328,7 @@ class ServableManager:
         with self._cond:
             model = self._models.get(name)
             if model is None:
-                raise ServableNotFoundError(f"Could not find any versions of model {name}")
+                raise ServableNotFoundError(f"Could not find any versions of model {clip(name, 100)}")
             servables = dict(model.ended) if include_ended else {}
             servables.update(model.versions)
             return [servables[v] for v in sorted(servables)]
@@ -332,7 +350,7 @@ class ServableManager:
     def _require(self, name: str) -> _Model:
         model = self._models.get(name)
         if model is None:
-            raise ServableNotFoundError(f"Could not find any versions of model {name}")
+            raise ServableNotFoundError(f"Could not find any versions of model {clip(name, 100)}")
         return model
 
     def close(self) -> None:

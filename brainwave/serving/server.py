@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import logging
+import signal
+import ssl
+import threading
 import time
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -13,13 +16,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 from google.protobuf import descriptor_pb2
 
+from brainwave.errors import BrainwaveError, CancelledError, clip
 from brainwave.pipeline import Pipeline
+from brainwave.protocol.api import ADMIN_SERVICE, MODEL_SERVICE, PREDICTION_SERVICE, api
 from brainwave.serving.admin import AdminHandlers
-from brainwave.serving.auth import KeyAuthInterceptor
+from brainwave.serving.auth import KeyAuthInterceptor, MethodGate
+from brainwave.serving.limits import PixelBudget, RequestLimits
 from brainwave.serving.metrics import ServingMetrics
 from brainwave.serving.model_status import ModelStatusHandlers
 from brainwave.serving.prediction import PredictionHandlers
-from brainwave.serving.protocol import ADMIN_SERVICE, MODEL_SERVICE, PREDICTION_SERVICE, api
 from brainwave.serving.servables import ServableManager
 from brainwave.serving.status import status_for
 from brainwave.serving.versions import AVAILABILITY_PRESERVING, VersionController
@@ -27,6 +32,7 @@ from brainwave.serving.versions import AVAILABILITY_PRESERVING, VersionControlle
 log = logging.getLogger("brainwave.serving")
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 << 20  # gRPC's default of 4 MB is too small for photos
+ADMIN_METHODS = (f"/{MODEL_SERVICE}/HandleReloadConfigRequest", f"/{ADMIN_SERVICE}/")
 
 
 @dataclass
@@ -35,25 +41,58 @@ class ServerConfig:
     port: int = 50051  # 0 picks a free port
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     workers: int = 16
-    max_items_per_request: int = 64
+    # RPCs in flight (running or queued) before gRPC answers RESOURCE_EXHAUSTED: bounds the queue and its memory
+    max_concurrent_rpcs: int = 64
+    limits: RequestLimits = field(default_factory=RequestLimits)
+    max_inflight_pixels: int = 160_000_000  # decoded pixels of all requests in flight (~2 GB of decode buffers)
     metrics_port: int | None = None
     # Order of loading and unloading when versions change: "availability" (load first) or "resource" (unload first)
     load_policy: str = AVAILABILITY_PRESERVING
     # API keys: a KeyRing or KeyFile (see serving/auth.py); None serves without keys.
     keys: object | None = None
+    # Without keys the admin surface (reloads, canary, promote, rollback) is refused unless this is set.
+    admin_without_keys: bool = False
+    # Directories a reload may name as base paths (with their subdirectories).
+    model_roots: tuple[Path, ...] = ()
     # TLS: PEM files. With client_ca, clients must present a certificate signed by it (mutual TLS).
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
 
     def credentials(self) -> grpc.ServerCredentials | None:
+        """Server credentials, after checking the PEM files exist, parse and belong together."""
         if self.tls_cert is None and self.tls_key is None:
+            if self.tls_client_ca is not None:
+                raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)")
             return None
         if self.tls_cert is None or self.tls_key is None:
-            raise ValueError("TLS needs both a certificate and its private key")
+            raise ConfigError("TLS needs both a certificate (--tls-cert) and its private key (--tls-key)")
+        check_tls_files(self.tls_cert, self.tls_key, self.tls_client_ca)
         pair = [(Path(self.tls_key).read_bytes(), Path(self.tls_cert).read_bytes())]
         client_ca = Path(self.tls_client_ca).read_bytes() if self.tls_client_ca else None
         return grpc.ssl_server_credentials(pair, root_certificates=client_ca, require_client_auth=client_ca is not None)
+
+
+class ConfigError(BrainwaveError):
+    """The server cannot start as configured (port taken, TLS files missing or mismatched...)."""
+
+
+def check_tls_files(cert: Path, key: Path, client_ca: Path | None = None) -> None:
+    """The checks gRPC does not do up front (it only says "Failed to bind"): files exist, parse, and match."""
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key), ("--tls-client-ca", client_ca)):
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"{flag} {path} does not exist")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(str(cert), str(key))
+    except ssl.SSLError as exc:
+        reason = "do not belong together" if "KEY_VALUES_MISMATCH" in str(exc) else f"are not usable ({exc.reason})"
+        raise ConfigError(f"the TLS certificate {cert} and key {key} {reason}") from None
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(str(client_ca))
+        except ssl.SSLError as exc:
+            raise ConfigError(f"--tls-client-ca {client_ca} is not a PEM CA certificate ({exc.reason})") from None
 
 
 class ModelServer:
@@ -68,17 +107,45 @@ class ModelServer:
         self.port: int | None = None
         self._server: grpc.Server | None = None
         self._health = health.HealthServicer()
+        self._log = RateLimitedLog(log)
 
-    def start(self) -> int:
+    def bind(self) -> int:
+        """Create the gRPC server and listen on the port (TLS files checked first); returns the port.
+        `start` calls it too; calling it early turns a taken port or bad TLS material into an error before any
+        model loads."""
+        if self._server is not None:
+            return self.port
         cfg = self.config
+        credentials = cfg.credentials()
         options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
                    ("grpc.max_send_message_length", cfg.max_message_bytes),
                    ("grpc.so_reuseport", 0)]
-        interceptors = [KeyAuthInterceptor(cfg.keys)] if cfg.keys is not None else []
+        interceptors = []
+        if cfg.keys is not None:
+            interceptors.append(KeyAuthInterceptor(cfg.keys))
+        elif not cfg.admin_without_keys:
+            interceptors.append(MethodGate(ADMIN_METHODS, grpc.StatusCode.PERMISSION_DENIED,
+                                           "the admin API is off on a server without API keys: start it with "
+                                           "--keys-file (or --admin-without-keys on a trusted network)"))
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="grpc"),
-                             options=options, interceptors=interceptors)
-        prediction = PredictionHandlers(self.manager, self.metrics, cfg.max_items_per_request)
-        status = ModelStatusHandlers(self.manager, self.controller, self.registry)
+                             options=options, interceptors=interceptors,
+                             maximum_concurrent_rpcs=cfg.max_concurrent_rpcs)
+        self._add_services(server)
+        address = f"{cfg.host}:{cfg.port}"
+        try:
+            port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+        except RuntimeError:  # grpcio raises RuntimeError("Failed to bind to address ...")
+            port = 0
+        if port == 0:
+            raise ConfigError(f"cannot listen on {address}: the port is in use or the address is not this host's; "
+                              "pick another with --port/--host")
+        self.port, self._server = port, server
+        return port
+
+    def _add_services(self, server: grpc.Server) -> None:
+        cfg = self.config
+        prediction = PredictionHandlers(self.manager, self.metrics, cfg.limits, PixelBudget(cfg.max_inflight_pixels))
+        status = ModelStatusHandlers(self.manager, self.controller, self.registry, cfg.model_roots)
         admin = AdminHandlers(self.manager, self.controller)
         a = api()
         server.add_generic_rpc_handlers((
@@ -102,19 +169,24 @@ class ModelServer:
         ))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         _enable_reflection(server)
-        credentials = cfg.credentials()
-        address = f"{cfg.host}:{cfg.port}"
-        self.port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
-        if self.port == 0:
-            raise OSError(f"cannot listen on {cfg.host}:{cfg.port}")
-        server.start()
-        self._server = server
-        for service in ("", PREDICTION_SERVICE, MODEL_SERVICE, ADMIN_SERVICE):
+
+    def start(self) -> int:
+        port = self.bind()
+        self._server.start()
+        self.manager.on_change(self._update_health)
+        if self.config.metrics_port is not None:
+            self.metrics.serve_http(self.config.metrics_port)
+        log.info("serving %s on %s:%d", ", ".join(self.manager.model_names()) or "no model yet", self.config.host, port)
+        return port
+
+    def _update_health(self) -> None:
+        """SERVING while some version can answer; NOT_SERVING otherwise, so load balancers look elsewhere."""
+        status = health_pb2.HealthCheckResponse.SERVING if self.manager.any_available() \
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        for service in ("", PREDICTION_SERVICE):
+            self._health.set(service, status)
+        for service in (MODEL_SERVICE, ADMIN_SERVICE):
             self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        if cfg.metrics_port is not None:
-            self.metrics.serve_http(cfg.metrics_port)
-        log.info("serving %s on %s:%d", ", ".join(self.manager.model_names()), cfg.host, self.port)
-        return self.port
 
     def _service(self, service: str, methods: dict):
         handlers = {
@@ -127,23 +199,32 @@ class ModelServer:
         return grpc.method_handlers_generic_handler(service, handlers)
 
     def _guarded(self, method: str, fn):
-        """Every error becomes a status code and a message; nothing escapes to kill the server."""
+        """Every error becomes a status code and a one-line message; nothing escapes to kill the server."""
         def handler(request, context):
             start = time.perf_counter()
-            model = getattr(getattr(request, "model_spec", None), "name", "") or "-"
             try:
+                if not context.is_active():  # cancelled while queued: do no work at all
+                    raise CancelledError("the client cancelled the request before it started")
                 response = fn(request, context)
-                self.metrics.observe_request(method, model, "OK", time.perf_counter() - start)
-                return response
+                code, message = grpc.StatusCode.OK, ""
             except Exception as exc:  # noqa: BLE001 - the boundary where errors become statuses
                 code, message = status_for(exc)
                 if code == grpc.StatusCode.INTERNAL:
-                    log.exception("%s failed", method)
+                    self._log.error(method, "%s failed: %s: %s", method, type(exc).__name__, clip(str(exc)),
+                                    exc_info=log.isEnabledFor(logging.DEBUG))
                 else:
-                    log.info("%s -> %s: %s", method, code.name, message)
-                self.metrics.observe_request(method, model, code.name, time.perf_counter() - start)
+                    self._log.warning((method, code), "%s -> %s: %s", method, code.name, message)
+            self.metrics.observe_request(method, self._model_label(request), code.name, time.perf_counter() - start)
+            if code != grpc.StatusCode.OK:
                 context.abort(code, message)
+            return response
         return handler
+
+    def _model_label(self, request) -> str:
+        """The metrics label for a request's model: a served model's name, never a client's arbitrary string
+        (each label value is a time series kept forever)."""
+        name = getattr(getattr(request, "model_spec", None), "name", "") or self.manager.default_model_name() or ""
+        return name if name in self.manager.model_names() else "unresolved"
 
     def stop(self, grace: float | None = 5.0) -> None:
         """Stop accepting requests; in-flight ones get `grace` seconds to finish."""
@@ -156,6 +237,58 @@ class ModelServer:
     def wait(self) -> None:
         if self._server is not None:
             self._server.wait_for_termination()
+
+    def serve_until_signal(self, grace: float = 5.0, on_signal: Callable[[str], None] | None = None) -> None:
+        """Block until SIGINT or SIGTERM, then drain: health turns NOT_SERVING, new calls are refused, and calls
+        in flight get `grace` seconds to finish."""
+        stopping = threading.Event()
+
+        def handle(signum, frame) -> None:
+            if not stopping.is_set():
+                stopping.set()
+                if on_signal is not None:
+                    on_signal(signal.Signals(signum).name)
+                threading.Thread(target=self.stop, args=(grace,), daemon=True).start()
+
+        signal.signal(signal.SIGINT, handle)
+        signal.signal(signal.SIGTERM, handle)
+        self.wait()
+
+
+class RateLimitedLog:
+    """At most `burst` lines per `window_s` seconds per key; then one line saying how many were suppressed.
+    A flood of bad requests must not flood the log (372 tracebacks in one hostile run, before this)."""
+
+    def __init__(self, logger: logging.Logger, burst: int = 5, window_s: float = 10.0) -> None:
+        self.logger, self.burst, self.window_s = logger, burst, window_s
+        self._windows: dict = {}
+        self._lock = threading.Lock()
+
+    def _allow(self, key) -> tuple[bool, int]:
+        """(log this one?, how many were suppressed in the window that just ended)."""
+        now = time.monotonic()
+        with self._lock:
+            start, count, suppressed = self._windows.get(key, (now, 0, 0))
+            reported = 0
+            if now - start >= self.window_s:
+                start, count, reported, suppressed = now, 0, suppressed, 0
+            count += 1
+            allowed = count <= self.burst
+            self._windows[key] = (start, count, suppressed + (not allowed))
+            return allowed, reported
+
+    def _emit(self, level: int, key, message: str, args, exc_info=False) -> None:
+        allowed, reported = self._allow(key)
+        if reported:
+            self.logger.log(level, "(%d similar messages suppressed)", reported)
+        if allowed:
+            self.logger.log(level, message, *args, exc_info=exc_info)
+
+    def warning(self, key, message: str, *args) -> None:
+        self._emit(logging.WARNING, key, message, args)
+
+    def error(self, key, message: str, *args, exc_info=False) -> None:
+        self._emit(logging.ERROR, key, message, args, exc_info)
 
 
 def _enable_reflection(server: grpc.Server) -> None:

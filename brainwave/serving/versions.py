@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
+from brainwave.errors import BrainwaveError, clip
 from brainwave.pipeline import Pipeline
 from brainwave.serving.servables import AVAILABLE, ServableManager, ServableNotFoundError
 
@@ -25,6 +26,10 @@ log = logging.getLogger("brainwave.serving")
 
 AVAILABILITY_PRESERVING = "availability"
 RESOURCE_PRESERVING = "resource"
+
+
+class SourceError(BrainwaveError, ValueError):
+    """A version source or policy that cannot be used as given (not a directory, a malformed policy)."""
 
 
 class VersionSource(Protocol):
@@ -43,7 +48,7 @@ class DirectorySource:
     def __init__(self, base_path: Path) -> None:
         self.base_path = Path(base_path)
         if not self.base_path.is_dir():
-            raise ValueError(f"base path {self.base_path} is not a directory")
+            raise SourceError(f"base path {clip(str(self.base_path), 200)} is not a directory")
 
     def versions(self) -> list[int]:
         return sorted(int(p.name) for p in self.base_path.iterdir()
@@ -82,9 +87,13 @@ class VersionPolicy:
         """'latest', 'latest:2', 'all', or '1,3'."""
         if text == "all":
             return cls("all")
-        if text.startswith("latest"):
-            return cls("latest", int(text.partition(":")[2] or 1))
-        return cls("specific", specific=tuple(int(v) for v in text.split(",")))
+        kind, _, count = text.partition(":")
+        if kind == "latest" and (count == "" or count.isdigit()):
+            return cls("latest", int(count or 1))
+        versions = text.split(",")
+        if not all(v.strip().isdigit() for v in versions):
+            raise SourceError(f"versions must be latest[:N], all, or a list like 1,3; got {clip(text, 60)!r}")
+        return cls("specific", specific=tuple(int(v) for v in versions))
 
 
 @dataclass

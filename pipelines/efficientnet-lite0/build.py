@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import tensorflow as tf
+from brainwave.tf_runtime import tf
 
 from brainwave.models import efficientnet_lite0 as lite0
 from brainwave.pipeline import BrainwaveStage, ServiceDefinition, TensorflowStage

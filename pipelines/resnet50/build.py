@@ -17,9 +17,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from brainwave.pipeline import ServiceDefinition
+from brainwave.tf_runtime import tf
 
 HERE = Path(__file__).resolve().parent
 VGG_MEANS_RGB = (123.68, 116.779, 103.939)

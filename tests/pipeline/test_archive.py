@@ -87,10 +87,39 @@ def test_bad_archives_are_refused(tmp_path, resnet50_zip, no_leftovers, case, ex
     assert expected in str(info.value)
 
 
-def test_inflated_size_is_counted_not_trusted(tmp_path, resnet50_zip, no_leftovers):
+def test_declared_sizes_are_refused_before_anything_is_written(tmp_path, resnet50_zip, no_leftovers, monkeypatch):
     path = make_zip(tmp_path / "model.zip", seed_members(resnet50_zip))
-    with pytest.raises(ArchiveError, match="inflates to more than 1000 bytes"):
+    written = []
+    real_copy = __import__("brainwave.pipeline.archive", fromlist=["_copy_limited"])._copy_limited
+    monkeypatch.setattr("brainwave.pipeline.archive._copy_limited", lambda *a: written.append(a) or real_copy(*a))
+    with pytest.raises(ArchiveError, match="declares more than 1000 bytes once inflated"):
         extract_model_zip(path, ArchiveLimits(max_total_bytes=1000))
+    assert not written, "members were inflated although the central directory already exceeded the limit"
+
+
+def test_a_header_that_understates_a_size_is_caught_while_inflating(tmp_path, resnet50_zip, no_leftovers):
+    """The central directory may lie: a member declared smaller than it is must not pass (size or CRC check)."""
+    path = make_zip(tmp_path / "model.zip", seed_members(resnet50_zip))
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("resnet50_classifier.pb")
+    patched = 0
+    for offset in _central_entries(raw):
+        name_len = int.from_bytes(raw[offset + 28:offset + 30], "little")
+        if raw[offset + 46:offset + 46 + name_len] == b"resnet50_classifier.pb":
+            raw[offset + 24:offset + 28] = (info.file_size // 2).to_bytes(4, "little")  # uncompressed size
+            patched += 1
+    assert patched == 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ArchiveError, match="corrupt"):
+        extract_model_zip(path)
+
+
+def _central_entries(raw: bytes):
+    offset = raw.find(b"PK\x01\x02")
+    while offset >= 0:
+        yield offset
+        offset = raw.find(b"PK\x01\x02", offset + 4)
 
 
 def test_corrupt_member_is_refused(tmp_path, resnet50_zip, no_leftovers):

@@ -3,10 +3,11 @@ import json
 
 import numpy as np
 import pytest
-import tensorflow as tf
+from brainwave.tf_runtime import tf
 
 from brainwave.errors import DefinitionError, InvalidInputError, ModelLoadError
 from brainwave.pipeline import BrainwaveStage, Pipeline, ServiceDefinition, TensorflowStage
+from tests.support import pipeline_builder
 
 
 def test_seed_pipeline_runs_a_real_photo_with_stage_timings(resnet50_pipeline, chelsea):
@@ -55,7 +56,7 @@ def classifier_stage(tmp_path, as_saved_model: bool):
 
 @pytest.mark.parametrize("as_saved_model", [False, True], ids=["frozen-keras", "saved-model"])
 def test_classifier_stage_formats(tmp_path, chelsea, as_saved_model):
-    import build as resnet50_build
+    resnet50_build = pipeline_builder("resnet50")
 
     (tmp_path / "input_trans.pb").write_bytes(resnet50_build.input_transform_graph().SerializeToString())
     stage, keras_model = classifier_stage(tmp_path, as_saved_model)

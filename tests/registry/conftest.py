@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 AZURITE = REPO / ".azurite" / "node_modules" / ".bin" / "azurite-blob"

@@ -9,7 +9,7 @@ import pytest
 
 from brainwave.errors import ArchiveError
 from brainwave.registry import AzureBlobStore, LocalDirectoryStore, ModelRegistry, RegistryError
-from tests.conftest import small_pipeline_zip
+from tests.support import small_pipeline_zip
 
 _containers = itertools.count()
 
@@ -114,11 +114,11 @@ def test_reload_serves_versions_straight_from_the_registry(registry, model_zips)
     from brainwave.serving.servables import ServableManager
     from brainwave.serving.server import ModelServer, ServerConfig
     from brainwave.serving.versions import VersionPolicy
-    from tests.conftest import skimage_image
+    from tests.support import skimage_image
 
     for path in model_zips:
         registry.register(path, "cat")
-    server = ModelServer(ServableManager(), ServerConfig(host="127.0.0.1", port=0), registry=registry)
+    server = ModelServer(ServableManager(), ServerConfig(host="127.0.0.1", port=0, admin_without_keys=True), registry=registry)
     server.start()
     try:
         address = f"127.0.0.1:{server.port}"

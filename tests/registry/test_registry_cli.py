@@ -6,7 +6,7 @@ import time
 import grpc
 
 from brainwave.client import PredictionClient
-from tests.conftest import free_port, skimage_image, small_pipeline_zip
+from tests.support import free_port, skimage_image, small_pipeline_zip
 from tests.serving.test_cli import run_cli
 
 

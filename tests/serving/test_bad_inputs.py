@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from brainwave.client import PredictionClient
-from brainwave.serving.protocol import api
+from brainwave.protocol.api import api
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -118,7 +118,7 @@ def test_bad_request_gets_status_and_message_and_server_keeps_serving(resnet50_s
 
 
 def test_one_value_broadcast_is_refused_for_images_but_fine_for_numbers():
-    from brainwave.serving.tensors import tensor_to_numpy
+    from brainwave.protocol.tensors import tensor_to_numpy
 
     tensor = api().TensorProto(dtype=api().DataType["DT_FLOAT"])
     tensor.tensor_shape.dim.add().size = 3
@@ -128,7 +128,7 @@ def test_one_value_broadcast_is_refused_for_images_but_fine_for_numbers():
 
 def test_message_limit_is_configurable_and_reported(resnet50_pipeline, chelsea):
     from brainwave.serving.servables import ServableManager
-    from tests.conftest import start_server
+    from tests.support import start_server
 
     manager = ServableManager()
     manager.add("small", 1, resnet50_pipeline)

@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 import pytest
 
-from tests.conftest import free_port, skimage_image
+from tests.support import free_port, skimage_image
 
 
 

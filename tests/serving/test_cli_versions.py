@@ -7,7 +7,7 @@ import grpc
 import pytest
 
 from brainwave.client import PredictionClient
-from tests.conftest import free_port, skimage_image, small_pipeline_zip
+from tests.support import free_port, skimage_image, small_pipeline_zip
 from tests.serving.test_cli import run_cli
 
 
@@ -19,7 +19,8 @@ def versioned_process(tmp_path_factory):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "brainwave.cli", "serve", "--base-path", str(base), "--versions", "1,2",
-         "--label", "stable=1", "--name", "small", "--host", "127.0.0.1", "--port", str(port), "--backend", "float"],
+         "--label", "stable=1", "--name", "small", "--host", "127.0.0.1", "--port", str(port), "--backend", "float",
+         "--admin-without-keys"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     address = f"127.0.0.1:{port}"
     from grpc_health.v1 import health_pb2, health_pb2_grpc

@@ -32,7 +32,7 @@ def npu_server(tmp_path_factory, resnet50_zip):
     pytest.importorskip("pynq")
     from brainwave.pipeline import Pipeline
     from brainwave.serving.servables import ServableManager
-    from tests.conftest import start_server
+    from tests.support import start_server
 
     effnet_zip = _build_module("efficientnet-lite0").build_model_zip(tmp_path_factory.mktemp("effnet") / "model.zip")
     fpga_options = {"board": "kv260", "simulate": True, "timeout_s": 120}

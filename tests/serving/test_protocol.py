@@ -1,7 +1,7 @@
 """Our .proto sources are wire-compatible with TF Serving and live beside TensorFlow without clashes."""
 import pytest
 
-from brainwave.serving.protocol import api
+from brainwave.protocol.api import api
 
 
 def official_modules():

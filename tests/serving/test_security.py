@@ -12,7 +12,7 @@ import pytest
 from brainwave.client import PredictionClient
 from brainwave.serving.auth import KeyFile, KeyRing
 from brainwave.serving.servables import ServableManager
-from tests.conftest import start_server
+from tests.support import start_server
 
 
 def _certificate(subject: str, key, issuer_cert=None, issuer_key=None, ca=False, server=False):
@@ -85,7 +85,7 @@ def test_no_key_and_wrong_key_are_unauthenticated_and_keys_never_logged(keyed_se
 def test_primary_secondary_and_bare_key(keyed_server, chelsea):
     assert _score(keyed_server.address, chelsea, access_token="primary-key-1").shape == (1000,)
     assert _score(keyed_server.address, chelsea, access_token="secondary-key-1").shape == (1000,)
-    a = __import__("brainwave.serving.protocol", fromlist=["api"]).api()
+    a = __import__("brainwave.protocol.api", fromlist=["api"]).api()
     request = a.PredictRequest()
     request.inputs["images"].dtype = a.DataType["DT_STRING"]
     request.inputs["images"].string_val.append(chelsea)

@@ -13,7 +13,7 @@ from brainwave.client import PredictionClient
 from brainwave.pipeline import Pipeline
 from brainwave.serving.servables import ServableManager
 from brainwave.serving.versions import RESOURCE_PRESERVING, VersionPolicy
-from tests.conftest import small_pipeline_zip, start_server
+from tests.support import small_pipeline_zip, start_server
 
 SEEDS = {1: 11, 2: 22, 3: 33, 4: 11}  # version 4 has version 1's weights: their top-1 always agree
 
@@ -27,8 +27,8 @@ def base_path(tmp_path_factory):
 
 
 @pytest.fixture
-def server():
-    running = start_server(ServableManager())
+def server(base_path):
+    running = start_server(ServableManager(), admin_without_keys=True, model_roots=(base_path,))
     yield running
     running.server.stop(grace=1)
     running.manager.close()
@@ -46,7 +46,7 @@ def _answering_version(address, **kwargs) -> int:
 
 def _image(_cache={}):
     if "png" not in _cache:
-        from tests.conftest import skimage_image
+        from tests.support import skimage_image
         _cache["png"] = skimage_image("chelsea.png").read_bytes()
     return _cache["png"]
 
@@ -213,7 +213,8 @@ def test_resource_preserving_policy_unloads_before_loading(base_path):
         seen_while_loading.append(sorted(s.version for s in manager.versions("small")) if "small" in manager.model_names() else [])
         return Pipeline.load(path)
 
-    running = start_server(manager, load_policy=RESOURCE_PRESERVING)
+    running = start_server(manager, load_policy=RESOURCE_PRESERVING, admin_without_keys=True,
+                           model_roots=(base_path,))
     running.server.controller.loader = loader
     try:
         with ModelAdminClient(running.address) as admin:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from brainwave.errors import BrainwaveError
+
 from ..isa import Activation, Instruction, Opcode, Program, validate
 from ..numerics import DEFAULT_PRECISION, Precision
 from .packing import WeightsBlob
@@ -20,7 +22,7 @@ Pads = tuple[int, int, int, int]  # top, left, bottom, right
 _ARENA_ALIGN = 16  # floats: every tensor starts on a 64-byte boundary (one AXI beat of 512 bits)
 
 
-class CompileError(ValueError):
+class CompileError(BrainwaveError, ValueError):
     """The network cannot be expressed as an NPU program."""
 
 

@@ -264,7 +264,7 @@ class _Lowering:
 def compile_keras(model, precision: "str | Precision" = DEFAULT_PRECISION) -> Program:
     """Compile a Keras functional featurizer to an NPU program (batch 1, channels-last)."""
     if not hasattr(model, "operations"):  # a Sequential: its graph, as a functional model over the same layers
-        import keras
+        from brainwave.tf_runtime import keras
 
         try:
             model = keras.Model(model.inputs, model.outputs, name=model.name)

@@ -1,0 +1,100 @@
+"""Helpers shared by the test modules (import them from here; conftest.py only holds fixtures)."""
+from __future__ import annotations
+
+import importlib.util
+import io
+import socket
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A TCP port on loopback that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def skimage_image(name: str) -> Path:
+    import skimage
+
+    path = Path(skimage.__file__).parent / "data" / name
+    assert path.is_file(), f"scikit-image should ship {name}"
+    return path
+
+
+def pipeline_builder(name: str):
+    """pipelines/<name>/build.py as a module (the pipelines are user-facing scripts, not a package)."""
+    path = REPO / "pipelines" / name / "build.py"
+    spec = importlib.util.spec_from_file_location(f"pipeline_build_{name.replace('-', '_')}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def synthetic_png(width: int = 64, height: int = 48) -> bytes:
+    """A small valid PNG (a gradient)."""
+    from PIL import Image
+
+    image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def assert_same_bits(got: np.ndarray, want: np.ndarray, what: str = "") -> None:
+    """Byte equality of two float32 arrays, reporting the first differing element."""
+    got = np.ascontiguousarray(got, dtype=np.float32)
+    want = np.ascontiguousarray(want, dtype=np.float32)
+    assert got.size == want.size, f"{what}: {got.shape} vs {want.shape}"
+    a, b = got.reshape(-1).view(np.uint32), want.reshape(-1).view(np.uint32)
+    bad = np.flatnonzero(a != b)
+    assert bad.size == 0, (f"{what}: {bad.size}/{a.size} floats differ; first at {bad[0]}: "
+                           f"0x{a[bad[0]]:08x} ({got.reshape(-1)[bad[0]]!r}) vs 0x{b[bad[0]]:08x} ({want.reshape(-1)[bad[0]]!r})")
+
+
+class RunningServer:
+    def __init__(self, server, manager) -> None:
+        self.server = server
+        self.manager = manager
+        self.address = f"127.0.0.1:{server.port}"
+
+
+def start_server(manager, **config) -> RunningServer:
+    from brainwave.serving.server import ModelServer, ServerConfig
+
+    server = ModelServer(manager, ServerConfig(**{"host": "127.0.0.1", "port": 0, **config}))
+    server.start()
+    return RunningServer(server, manager)
+
+
+def small_pipeline_zip(path: Path, seed: int) -> Path:
+    """A two-stage TF pipeline (decode + resize to 16x16, then a seeded 10-class softmax) that loads in
+    well under a second: for version-management tests that load and unload many times."""
+    import numpy as np
+    import tensorflow as tf
+
+    from brainwave.pipeline import ServiceDefinition, TensorflowStage
+
+    work = path.parent
+    work.mkdir(parents=True, exist_ok=True)
+    graph = tf.Graph()
+    with graph.as_default():
+        data = tf.compat.v1.placeholder(tf.string, shape=[], name="in_images")
+        image = tf.cast(tf.io.decode_image(data, channels=3, expand_animations=False), tf.float32)
+        tf.identity(tf.compat.v1.image.resize_bilinear(image[tf.newaxis], [16, 16]) / 255.0, name="small")
+    (work / "input.pb").write_bytes(graph.as_graph_def().SerializeToString())
+    weights = np.random.default_rng(seed).normal(0, 0.2, (16 * 16 * 3, 10)).astype(np.float32)
+    graph = tf.Graph()
+    with graph.as_default():
+        features = tf.compat.v1.placeholder(tf.float32, shape=[None, 16, 16, 3], name="Input")
+        tf.nn.softmax(tf.matmul(tf.reshape(features, [-1, 16 * 16 * 3]), weights), name="probs")
+    (work / "classifier.pb").write_bytes(graph.as_graph_def().SerializeToString())
+    definition = ServiceDefinition([
+        TensorflowStage("input.pb", "in_images:0", "small:0", source=work / "input.pb"),
+        TensorflowStage("classifier.pb", "Input:0", "probs:0", source=work / "classifier.pb"),
+    ])
+    return definition.save(path)
