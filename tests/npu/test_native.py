@@ -79,18 +79,29 @@ def test_mutant_accumulation_order_is_caught():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Threads: any count gives the same bytes, also when pixels and channels do not divide evenly
+# Threads: any count gives the same bytes, also when pixels and channels do not divide evenly or are empty
 
 
 def odd_cases() -> list[cases.Case]:
+    """Shapes that do not divide into the kernels' pixel groups, tiles and work items, and degenerate ones."""
     rng = np.random.default_rng(7)
     common = dict(k=(3, 3), s=(1, 1), pad=(1, 1, 1, 1), act=1, residual=True, kind="normal")
     return [
         cases.conv_case(rng, h=13, w=11, cin=40, cout=56, groups=1, prec=3, **common),  # 143 pixels, 3.5 tiles
-        cases.conv_case(rng, h=9, w=7, cin=36, cout=36, groups=36, prec=3, **common),  # depthwise
+        cases.conv_case(rng, h=9, w=7, cin=120, cout=120, groups=120, prec=3, **common),  # depthwise, 7.5 blocks
         cases.conv_case(rng, h=7, w=9, cin=30, cout=45, groups=3, prec=1, **common),  # grouped, cg = 10
         cases.pool_case(rng, op="maxpool", h=15, w=13, c=21, k=(3, 3), s=(2, 2), pad=(1, 1, 1, 1), kind="normal"),
         cases.add_case(rng, h=17, w=3, c=37, act=2, kind="normal"),
+        # pads past the kernel: output pixels without any input tap or pool cell
+        cases.conv_case(rng, h=3, w=3, cin=20, cout=24, k=(1, 1), s=(1, 1), pad=(2, 2, 2, 2), groups=1, act=0,
+                        prec=3, residual=True, kind="normal"),
+        cases.conv_case(rng, h=3, w=3, cin=20, cout=20, k=(1, 1), s=(2, 2), pad=(3, 3, 3, 3), groups=20, act=0,
+                        prec=1, residual=False, kind="normal"),
+        cases.pool_case(rng, op="avgpool", h=3, w=3, c=5, k=(2, 2), s=(1, 1), pad=(3, 3, 3, 3), kind="normal"),
+        cases.pool_case(rng, op="maxpool", h=3, w=3, c=5, k=(2, 2), s=(1, 1), pad=(3, 3, 3, 3), kind="normal"),
+        # a kernel larger than the input: zero output rows
+        cases.conv_case(rng, h=2, w=4, cin=8, cout=8, k=(3, 3), s=(1, 1), pad=(0, 0, 0, 0), groups=1, act=0,
+                        prec=3, residual=False, kind="normal"),
     ]
 
 

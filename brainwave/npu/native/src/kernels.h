@@ -277,27 +277,40 @@ void conv_dense(const Conv &c, const Buffers &b, DenseSplit s, size_t begin, siz
 /* CONV2D, depthwise: every chunk is one channel, so its partial is one product of two exact floats; the float32
  * multiply rounds it once to nearest even, exactly as (float)isum * 2^k does (bfp20), then one float32 add. */
 
-void conv_depthwise(const Conv &c, const Buffers &b, size_t begin, size_t end) {
+/* NK consecutive channel blocks of one output pixel: NK independent accumulators, so the float32 adds of
+ * different blocks overlap instead of waiting on one another (each block still adds its taps in order). */
+template <int NK>
+void depthwise_blocks(const Conv &c, const Buffers &b, uint64_t pix, uint32_t k0) {
     const Insn &d = *c.d;
     const uint64_t cp = (uint64_t)c.nb * kLanes;
-    for (size_t pix = begin; pix < end; ++pix) {
-        const uint64_t oy = pix / d.out_w, ox = pix % d.out_w;
-        const uint64_t row0 = oy * d.sh - d.pt, col0 = ox * d.sw - d.pl;
-        const Window wy = window(oy, d.sh, d.pt, d.kh, d.in_h), wx = window(ox, d.sw, d.pl, d.kw, d.in_w);
-        const uint64_t out = (uint64_t)pix * d.out_c;
-        for (uint32_t k = 0; k < c.nb; ++k) {
-            F acc = V::fzero();
-            for (uint32_t ky = wy.lo; ky < wy.hi; ++ky) {
-                const uint64_t arow = ((row0 + ky) * d.in_w + col0) * cp + k * kLanes; /* index of kx = 0, mod 2^64 */
-                const uint64_t wrow = (uint64_t)ky * d.kw * cp + k * kLanes;
-                for (uint32_t kx = wx.lo; kx < wx.hi; ++kx)
-                    acc = V::add(acc, V::mul(V::fload(b.qf + (arow + kx * cp)), V::fload(c.wdw + (wrow + kx * cp))));
-            }
-            const uint32_t o0 = k * kLanes, n = lanes_left(d.out_c, o0);
-            F y = V::add(acc, V::fload(c.bias + o0));
-            if (d.has_res) y = V::add(y, load_n(b.arena + d.res_off + out + o0, n));
-            finish(b.arena + d.out_off + out + o0, y, d.act, n);
+    const uint64_t oy = pix / d.out_w, ox = pix % d.out_w;
+    const uint64_t row0 = oy * d.sh - d.pt, col0 = ox * d.sw - d.pl;
+    const Window wy = window(oy, d.sh, d.pt, d.kh, d.in_h), wx = window(ox, d.sw, d.pl, d.kw, d.in_w);
+    F acc[NK];
+    for (int j = 0; j < NK; ++j) acc[j] = V::fzero();
+    for (uint32_t ky = wy.lo; ky < wy.hi; ++ky) {
+        const uint64_t arow = ((row0 + ky) * d.in_w + col0) * cp + k0 * kLanes; /* index of kx = 0, mod 2^64 */
+        const uint64_t wrow = (uint64_t)ky * d.kw * cp + k0 * kLanes;
+        for (uint32_t kx = wx.lo; kx < wx.hi; ++kx) {
+            const float *a = b.qf + (arow + kx * cp), *w = c.wdw + (wrow + kx * cp);
+            for (int j = 0; j < NK; ++j) acc[j] = V::add(acc[j], V::mul(V::fload(a + j * kLanes), V::fload(w + j * kLanes)));
         }
+    }
+    const uint64_t out = pix * d.out_c;
+    for (int j = 0; j < NK; ++j) {
+        const uint32_t o0 = (k0 + j) * kLanes, n = lanes_left(d.out_c, o0);
+        F y = V::add(acc[j], V::fload(c.bias + o0));
+        if (d.has_res) y = V::add(y, load_n(b.arena + d.res_off + out + o0, n));
+        finish(b.arena + d.out_off + out + o0, y, d.act, n);
+    }
+}
+
+void conv_depthwise(const Conv &c, const Buffers &b, size_t begin, size_t end) {
+    for (size_t pix = begin; pix < end; ++pix) {
+        uint32_t k = 0;
+        for (; k + 4 <= c.nb; k += 4) depthwise_blocks<4>(c, b, pix, k);
+        for (; k + 2 <= c.nb; k += 2) depthwise_blocks<2>(c, b, pix, k);
+        if (k < c.nb) depthwise_blocks<1>(c, b, pix, k);
     }
 }
 

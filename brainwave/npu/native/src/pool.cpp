@@ -15,6 +15,13 @@ inline void cpu_relax() {
 #endif
 }
 
+/* Waiting for another thread's last items: spin briefly, then yield, since on a busy machine (cores shared
+ * with TensorFlow or other processes) the thread we wait for may need this core to finish. */
+inline void wait_a_little(unsigned spins) {
+    if (spins < 256) cpu_relax();
+    else std::this_thread::yield();
+}
+
 inline uint32_t epoch_of(uint64_t s) { return (uint32_t)(s >> 32); }
 inline uint32_t inside_of(uint64_t s) { return (uint32_t)s; }
 
@@ -53,11 +60,12 @@ void Pool::run(size_t n, Item item, void *ctx) {
         wake_.notify_all();
     }
     work();
-    while (done_.load(std::memory_order_acquire) < n) cpu_relax();
+    for (unsigned spins = 0; done_.load(std::memory_order_acquire) < n; ++spins) wait_a_little(spins);
     /* close the job once no worker is inside it; a worker that has not joined yet never will */
-    for (uint64_t s = (uint64_t)open << 32;;) {
-        if (inside_of(s) == 0 && state_.compare_exchange_weak(s, (uint64_t)(open + 1) << 32)) break;
-        cpu_relax();
+    uint64_t s = (uint64_t)open << 32;
+    for (unsigned spins = 0; !(inside_of(s) == 0 && state_.compare_exchange_weak(s, (uint64_t)(open + 1) << 32));
+         ++spins) {
+        wait_a_little(spins);
         s = state_.load();
     }
 }
