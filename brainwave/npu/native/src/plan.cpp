@@ -184,16 +184,34 @@ AlignedArray<float> load_bias(const Insn &d, const uint8_t *weights) {
     return bias;
 }
 
-/* Tiles of up to 16 output channels inside each group, their virtual blocks (one per chunk) and the weights:
- * per tile, tap and virtual block, pair vectors j = 0..7 (lane o: the int16 weights of channels 2j and 2j+1 of
- * the chunk's activation block, zero outside the chunk) and a vector of exponent bits
- * (E_w - (M_a-1) - (M_w-1) + 127) << 23, so that adding E_a << 23 gives the float32 scale 2^k. */
+/* The weights of one tile, tap and virtual block (kernel_api.h kTileWords): pair vectors j = 0..7, where lane l
+ * holds output o0 + l's int16 weights for channels 2j and 2j+1 of the chunk's activation block (zero outside the
+ * chunk), then exponent bits (E_w - (M_a-1) - (M_w-1) + 127) << 23, so that adding E_a << 23 gives the float32
+ * scale 2^k. `first_block` is the weight block index of (o0, tap, group-local block 0). */
+void pack_virtual_block(int32_t *w, const Insn &d, const uint8_t *weights, const Chunk &k, uint64_t first_block,
+                        uint64_t blocks_per_output, uint32_t n) {
+    const int mshift = (act_bits(d.prec) - 1) + (weight_bits(d.prec) - 1);
+    int16_t lanes[kLanes][BW_BLOCK] = {}; /* [output lane][activation lane] */
+    for (uint32_t l = 0; l < kLanes; ++l) {
+        /* spare lanes (l >= n) take the last output's exponent: a finite scale for a result never stored */
+        const uint64_t blk = first_block + std::min(l, n - 1) * blocks_per_output + k.wb;
+        for (uint32_t i = 0; l < n && i < k.len; ++i)
+            lanes[l][k.al + i] = (int16_t)weight_lane(weights + d.mant_off + blk * block_bytes(d.prec), d.prec, k.wl + i);
+        const int ew = (int8_t)weights[d.exp_off + blk];
+        w[kPairs * kLanes + l] = (int32_t)((uint32_t)(ew - mshift + 127) << 23);
+    }
+    for (int j = 0; j < kPairs; ++j)
+        for (int l = 0; l < kLanes; ++l)
+            w[j * kLanes + l] =
+                (int32_t)((uint32_t)(uint16_t)lanes[l][2 * j] | ((uint32_t)(uint16_t)lanes[l][2 * j + 1] << 16));
+}
+
+/* Dense and grouped convs: tiles of up to 16 output channels inside each group, one virtual block per chunk of
+ * the group, and per tile the weights [tap][virtual block] (pack_virtual_block). */
 void repack_dense(ConvPlan &p, const uint8_t *weights) {
     const Insn &d = p.d;
     const uint32_t taps = d.kh * d.kw, cg = d.in_c / d.groups, opg = d.out_c / d.groups;
-    const uint32_t nbw = (uint32_t)ceil16(cg);
-    const int mshift = (act_bits(d.prec) - 1) + (weight_bits(d.prec) - 1);
-    const uint64_t bpb = block_bytes(d.prec);
+    const uint64_t nbw = ceil16(cg), blocks_per_output = taps * nbw;
 
     std::vector<std::vector<Chunk>> chunks(d.groups);
     std::vector<size_t> first_vb(d.groups);
@@ -201,33 +219,19 @@ void repack_dense(ConvPlan &p, const uint8_t *weights) {
     for (uint32_t g = 0; g < d.groups; ++g) {
         chunks[g] = group_chunks(g, cg);
         first_vb[g] = p.vblocks.size();
-        for (const Chunk &k : chunks[g])
-            p.vblocks.push_back({k.ab, k.al / 2, (k.al + k.len + 1) / 2});
+        for (const Chunk &k : chunks[g]) p.vblocks.push_back({k.ab, k.al / 2, (k.al + k.len + 1) / 2});
         words += ceil16(opg) * taps * chunks[g].size() * kTileWords;
     }
     p.wpack = AlignedArray<int32_t>(words);
 
     int32_t *w = p.wpack.data();
     for (uint32_t g = 0; g < d.groups; ++g) {
-        const uint32_t nvb = (uint32_t)chunks[g].size();
         for (uint32_t o0 = g * opg; o0 < (g + 1) * opg; o0 += kLanes) {
             const uint32_t n = std::min<uint32_t>(kLanes, (g + 1) * opg - o0);
-            p.tiles.push_back({o0, n, p.vblocks.data() + first_vb[g], nvb, w});
+            p.tiles.push_back({o0, n, p.vblocks.data() + first_vb[g], (uint32_t)chunks[g].size(), w});
             for (uint32_t tap = 0; tap < taps; ++tap) {
                 for (const Chunk &k : chunks[g]) {
-                    int16_t lanes[kLanes][BW_BLOCK] = {}; /* [output lane][activation lane] */
-                    for (uint32_t l = 0; l < kLanes; ++l) {
-                        const uint64_t blk = ((uint64_t)(o0 + std::min(l, n - 1)) * taps + tap) * nbw + k.wb;
-                        for (uint32_t i = 0; l < n && i < k.len; ++i)
-                            lanes[l][k.al + i] = (int16_t)weight_lane(weights + d.mant_off + blk * bpb, d.prec, k.wl + i);
-                        /* spare lanes repeat the last channel's exponent: a finite scale, never stored */
-                        const int ew = (int8_t)weights[d.exp_off + blk];
-                        w[kPairs * kLanes + l] = (int32_t)((uint32_t)(ew - mshift + 127) << 23);
-                    }
-                    for (int j = 0; j < kPairs; ++j)
-                        for (int l = 0; l < kLanes; ++l)
-                            w[j * kLanes + l] = (int32_t)((uint32_t)(uint16_t)lanes[l][2 * j] |
-                                                          ((uint32_t)(uint16_t)lanes[l][2 * j + 1] << 16));
+                    pack_virtual_block(w, d, weights, k, o0 * blocks_per_output + tap * nbw, blocks_per_output, n);
                     w += kTileWords;
                 }
             }
