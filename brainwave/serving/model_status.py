@@ -48,12 +48,12 @@ class ModelStatusHandlers:
 
     def handle_reload_config_request(self, request, context):
         config = request.config
-        if config.WhichOneof("config") != "model_config_list":
+        if config.WhichOneof("config") not in (None, "model_config_list"):
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "ReloadConfigRequest.config must hold a model_config_list")
         plans = [self._plan(model_config) for model_config in config.model_config_list.config]
-        if not plans:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "the model_config_list is empty: it would unload "
-                                                                 "every model; list the models to keep serving")
+        if not plans:  # TF Serving would unload everything; that is never what an operator meant
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "the reload names no model: it would unload every "
+                                                                 "model; list the models to keep serving")
         names = [plan.name for plan in plans]
         if len(set(names)) != len(names):
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"the model_config_list names a model twice: "

@@ -75,7 +75,7 @@ def small_pipeline_zip(path: Path, seed: int) -> Path:
     """A two-stage TF pipeline (decode + resize to 16x16, then a seeded 10-class softmax) that loads in
     well under a second: for version-management tests that load and unload many times."""
     import numpy as np
-    import tensorflow as tf
+    from brainwave.tf_runtime import tf
 
     from brainwave.pipeline import ServiceDefinition, TensorflowStage
 
@@ -98,3 +98,20 @@ def small_pipeline_zip(path: Path, seed: int) -> Path:
         TensorflowStage("classifier.pb", "Input:0", "probs:0", source=work / "classifier.pb"),
     ])
     return definition.save(path)
+
+
+def tensor_pipeline_zip(path: Path) -> Path:
+    """One TF stage taking float32 [None, 4] (no images): softmax of a fixed 4 -> 3 layer."""
+    from brainwave.tf_runtime import tf
+
+    from brainwave.pipeline import ServiceDefinition, TensorflowStage
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, shape=[None, 4], name="x")
+        weights = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
+        tf.nn.softmax(tf.matmul(x, weights), name="probs")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.parent / "numbers.pb").write_bytes(graph.as_graph_def().SerializeToString())
+    stage = TensorflowStage("numbers.pb", "x:0", "probs:0", source=path.parent / "numbers.pb")
+    return ServiceDefinition([stage]).save(path)
