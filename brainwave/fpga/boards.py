@@ -11,9 +11,11 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
+from brainwave.paths import bitstreams_dir, hls_dir
+
 REPO = Path(__file__).resolve().parents[2]
-HLS_DIR = REPO / "hls"
-BITSTREAMS_DIR = REPO / "bitstreams"
+HLS_DIR = hls_dir()
+BITSTREAMS_DIR = bitstreams_dir()
 NPU_INSTANCE = "npu_run_0"  # block-design cell name of the NPU in every overlay
 
 
@@ -97,15 +99,18 @@ class NpuConfig:
     clock_mhz: float  # target PL clock of the v2 design
     pixels: int  # P
     dsp_cols: int  # Kd: DSP cascades (16 DSPs each) per pixel
-    interleave: int  # L
+    interleave: int  # L: the most interleaved pixel groups (accumulators per lane)
+    adder_latency: int  # the float32 accumulate adder's latency: the fewest groups a layer may use
     pack: int  # products per DSP for 8-bit-or-narrower mantissas (2 on DSP48E2, 1 on DSP48E1)
     lb_blocks: int  # line buffer capacity in 16-lane blocks (quantized input rows)
     wbuf_bytes: int  # one weight-tile bank (two banks, ping-pong)
     port_bits: int  # m_axi data width toward the PS/shell (weights and arena ports)
+    pool_floats: int  # pooling row cache (float32)
     ddr_gbps: float  # peak DRAM bandwidth the ports share
     ddr_efficiency: float  # fraction of the peak sustained by long bursts
     design_weight_ports: int  # weight ports in the v2 design (this round's interface has one: `weights`)
-    design_arena_ports: int  # arena ports in the v2 design (this round's interface has one: `arena`)
+    design_arena_ports: int  # arena ports in the v2 design (this round's interface has one: `arena`); the design
+    # pools all its HP ports: any stream (weight tiles, rows, residuals, outputs) may use any of them
     weights_resident_bytes: int = 0  # design: weights kept on chip across calls when they fit (0: streamed)
     arena_on_chip_bytes: int = 0  # design: intermediate tensors kept on chip when they fit (0: in DDR)
 
@@ -146,8 +151,8 @@ Z7020 = Device("xc7z020clg400-1", 220, "DSP48E1", 0, 140, 53_200)
 VU13P_U250 = Device("xcu250-figd2104-2L-e", 12_288, "DSP48E2", 1280, 2688, 1_728_000)
 VU47P_U55C = Device("xcu55c-fsvh2892-2L-e", 9024, "DSP48E2", 960, 2016, 1_304_000)
 
-_K26_NPU = NpuConfig(clock_mhz=250.0, pixels=8, dsp_cols=8, interleave=8, pack=2, lb_blocks=12_288,
-                     wbuf_bytes=589_824, port_bits=128, ddr_gbps=19.2, ddr_efficiency=0.75,
+_K26_NPU = NpuConfig(clock_mhz=250.0, pixels=8, dsp_cols=8, interleave=8, adder_latency=6, pack=2, lb_blocks=32_768,
+                     wbuf_bytes=589_824, port_bits=128, pool_floats=24_576, ddr_gbps=19.2, ddr_efficiency=0.75,
                      design_weight_ports=2, design_arena_ports=2)
 
 TARGETS: dict[str, Target] = {
@@ -158,18 +163,18 @@ TARGETS: dict[str, Target] = {
         Target("zcu104", "AMD ZCU104 (ZU7EV, 64-bit DDR4-2666); the K26 configuration", ZU7EV,
                replace(_K26_NPU, ddr_gbps=21.3), "zcu104"),
         Target("pynq-z2", "TUL PYNQ-Z2 (Zynq-7020, 16-bit DDR3-1050): small demo configuration", Z7020,
-               NpuConfig(clock_mhz=100.0, pixels=2, dsp_cols=4, interleave=4, pack=1, lb_blocks=4096,
-                         wbuf_bytes=32_768, port_bits=64, ddr_gbps=2.1, ddr_efficiency=0.7,
+               NpuConfig(clock_mhz=100.0, pixels=2, dsp_cols=4, interleave=4, adder_latency=4, pack=1, lb_blocks=4096,
+                         wbuf_bytes=32_768, port_bits=64, pool_floats=8192, ddr_gbps=2.1, ddr_efficiency=0.7,
                          design_weight_ports=1, design_arena_ports=1), "pynq-z2"),
         Target("u250", "AMD Alveo U250 (4x DDR4-2400 banks; XRT shell, no PYNQ overlay here)", VU13P_U250,
-               NpuConfig(clock_mhz=300.0, pixels=8, dsp_cols=64, interleave=8, pack=2, lb_blocks=65_536,
-                         wbuf_bytes=4_718_592, port_bits=512, ddr_gbps=76.8, ddr_efficiency=0.75,
+               NpuConfig(clock_mhz=300.0, pixels=8, dsp_cols=64, interleave=8, adder_latency=6, pack=2, lb_blocks=65_536,
+                         wbuf_bytes=4_718_592, port_bits=512, pool_floats=65_536, ddr_gbps=76.8, ddr_efficiency=0.75,
                          design_weight_ports=2, design_arena_ports=2,
                          weights_resident_bytes=36 << 20, arena_on_chip_bytes=8 << 20)),
         Target("u55c", "AMD Alveo U55C (16 GB HBM2, 32 pseudo-channels; XRT shell, no PYNQ overlay here)",
                VU47P_U55C,
-               NpuConfig(clock_mhz=300.0, pixels=8, dsp_cols=48, interleave=8, pack=2, lb_blocks=65_536,
-                         wbuf_bytes=4_718_592, port_bits=512, ddr_gbps=460.0, ddr_efficiency=0.6,
+               NpuConfig(clock_mhz=300.0, pixels=8, dsp_cols=48, interleave=8, adder_latency=6, pack=2, lb_blocks=65_536,
+                         wbuf_bytes=4_718_592, port_bits=512, pool_floats=65_536, ddr_gbps=460.0, ddr_efficiency=0.6,
                          design_weight_ports=4, design_arena_ports=4, weights_resident_bytes=24 << 20)),
     )
 }
@@ -199,8 +204,9 @@ def c_header() -> str:
         lines.append(("#if " if i == 0 else "#elif ") + cond)
         c = TARGETS[name].npu
         for key, val in (("NAME", f'"{name}"'), ("CLOCK_MHZ", int(c.clock_mhz)), ("P", c.pixels),
-                         ("KD", c.dsp_cols), ("L", c.interleave), ("PACK", c.pack), ("LB_BLOCKS", c.lb_blocks),
-                         ("WBUF_BYTES", c.wbuf_bytes), ("PORT_BITS", c.port_bits)):
+                         ("KD", c.dsp_cols), ("L", c.interleave), ("L_MIN", c.adder_latency), ("PACK", c.pack), ("LB_BLOCKS", c.lb_blocks),
+                         ("WBUF_BYTES", c.wbuf_bytes), ("PORT_BITS", c.port_bits),
+                         ("POOL_FLOATS", c.pool_floats)):
             lines.append(f"#define NPU_CFG_{key} {val}")
     lines += ["#endif", "", "#endif", ""]
     return "\n".join(lines)

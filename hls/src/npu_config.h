@@ -11,50 +11,60 @@
 #define NPU_CFG_P 8
 #define NPU_CFG_KD 8
 #define NPU_CFG_L 8
+#define NPU_CFG_L_MIN 6
 #define NPU_CFG_PACK 2
-#define NPU_CFG_LB_BLOCKS 12288
+#define NPU_CFG_LB_BLOCKS 32768
 #define NPU_CFG_WBUF_BYTES 589824
 #define NPU_CFG_PORT_BITS 128
+#define NPU_CFG_POOL_FLOATS 24576
 #elif defined(NPU_TARGET_PYNQ_Z2)
 #define NPU_CFG_NAME "pynq-z2"
 #define NPU_CFG_CLOCK_MHZ 100
 #define NPU_CFG_P 2
 #define NPU_CFG_KD 4
 #define NPU_CFG_L 4
+#define NPU_CFG_L_MIN 4
 #define NPU_CFG_PACK 1
 #define NPU_CFG_LB_BLOCKS 4096
 #define NPU_CFG_WBUF_BYTES 32768
 #define NPU_CFG_PORT_BITS 64
+#define NPU_CFG_POOL_FLOATS 8192
 #elif defined(NPU_TARGET_U250)
 #define NPU_CFG_NAME "u250"
 #define NPU_CFG_CLOCK_MHZ 300
 #define NPU_CFG_P 8
 #define NPU_CFG_KD 64
 #define NPU_CFG_L 8
+#define NPU_CFG_L_MIN 6
 #define NPU_CFG_PACK 2
 #define NPU_CFG_LB_BLOCKS 65536
 #define NPU_CFG_WBUF_BYTES 4718592
 #define NPU_CFG_PORT_BITS 512
+#define NPU_CFG_POOL_FLOATS 65536
 #elif defined(NPU_TARGET_U55C)
 #define NPU_CFG_NAME "u55c"
 #define NPU_CFG_CLOCK_MHZ 300
 #define NPU_CFG_P 8
 #define NPU_CFG_KD 48
 #define NPU_CFG_L 8
+#define NPU_CFG_L_MIN 6
 #define NPU_CFG_PACK 2
 #define NPU_CFG_LB_BLOCKS 65536
 #define NPU_CFG_WBUF_BYTES 4718592
 #define NPU_CFG_PORT_BITS 512
+#define NPU_CFG_POOL_FLOATS 65536
 #elif defined(NPU_TARGET_ZCU104)
 #define NPU_CFG_NAME "zcu104"
 #define NPU_CFG_CLOCK_MHZ 250
 #define NPU_CFG_P 8
 #define NPU_CFG_KD 8
 #define NPU_CFG_L 8
+#define NPU_CFG_L_MIN 6
 #define NPU_CFG_PACK 2
-#define NPU_CFG_LB_BLOCKS 12288
+#define NPU_CFG_LB_BLOCKS 32768
 #define NPU_CFG_WBUF_BYTES 589824
 #define NPU_CFG_PORT_BITS 128
+#define NPU_CFG_POOL_FLOATS 24576
 #endif
 
 #endif

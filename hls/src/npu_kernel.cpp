@@ -42,13 +42,15 @@ typedef uint64_t u64;
 constexpr int P = NPU_P;                       /* output pixels per cycle */
 constexpr int KD = NPU_KD;                     /* DSP cascades per pixel = output channels per cycle in bfp20 */
 constexpr int L = NPU_L;                       /* interleaved pixel groups, >= float adder latency */
-constexpr int PL = P * L;                      /* output pixels per work unit */
 constexpr int KMAX = NPU_KMAX;                 /* output channels per work unit in bfp16 / bfp12 */
 constexpr int ACCW = NPU_ACC_LANES;            /* accumulate lanes per pixel (vector unit: P x ACCW) */
+constexpr int KWIDE = (KMAX > 2 * KD ? KMAX : 2 * KD) < ACCW ? (KMAX > 2 * KD ? KMAX : 2 * KD) : ACCW;
+                                               /* the widest K: bfp16 packed, or bfp20 with split cascades */
 constexpr u32 LB_BLOCKS = NPU_LB_BLOCKS;       /* line buffer, 16-lane blocks */
 constexpr u32 WB_BLOCKS = NPU_WB_BLOCKS;       /* one weight-tile bank, 16-lane blocks (bfp16 size) */
 constexpr int BEAT_BYTES = 16;                 /* 128-bit weight beats */
-constexpr int PACK_SHIFT = 19;                 /* WP486-style packing: two weights 2^19 apart in one 27-bit operand */
+constexpr int PACK_SHIFT = 19;
+constexpr int VW = NPU_PORT_BITS / 32;          /* floats per port beat */                 /* WP486-style packing: two weights 2^19 apart in one 27-bit operand */
 
 typedef ap_uint<128> beat_t;
 
@@ -382,12 +384,29 @@ struct Plan {
     u32 n_bands;
     bool resident; /* the weight tile stays in its bank across bands (fetched once per layer) */
     bool lookahead; /* the next band's rows fit beside the current band's: absorbed while it computes */
+    u32 l_eff;     /* interleaved groups this layer uses, in [NPU_L_MIN, NPU_L]: work units of P x l_eff pixels */
 };
 
-/* Input rows a band of R output rows spans. */
-inline u32 band_span(const Insn &d, u32 r) {
-    u64 s = (u64)(r - 1) * d.sh + d.kh;
-    return s < d.in_h ? (u32)s : d.in_h;
+/* Line-buffer row index of input row iy. When the stride is larger than the kernel (a 1x1/2 projection), rows
+ * no tap reads take no slot: row oy*sh - pt + ky gets index oy*kh + ky. */
+inline u64 row_index(const Insn &d, long iy) {
+    if (d.kh < d.sh) {
+        const u64 v = (u64)(iy + (long)d.pt);
+        return (v / d.sh) * d.kh + v % d.sh;
+    }
+    return (u64)iy;
+}
+
+/* Line-buffer rows a band of R output rows spans, and the rows the next band adds. */
+inline u64 band_span(const Insn &d, u32 r) {
+    u64 s = d.kh < d.sh ? (u64)r * d.kh : (u64)(r - 1) * d.sh + d.kh;
+    return s < d.in_h ? s : d.in_h;
+}
+
+inline u64 band_ahead(const Insn &d, u32 r) {
+    if (r >= d.out_h) return 0;
+    u64 a = d.kh < d.sh ? (u64)r * d.kh : (u64)r * d.sh;
+    return a < d.in_h ? a : d.in_h;
 }
 
 Plan plan_conv(const Insn &d) {
@@ -401,6 +420,7 @@ Plan plan_conv(const Insn &d) {
     if (cap > WB_BLOCKS) cap = WB_BLOCKS;
     p.resident = false;
     p.lookahead = true;
+    p.l_eff = L;
     p.band_rows = p.n_bands = p.rows_cap = p.k = p.kt_per_group = p.n_kt = p.steps = 0;
     p.nbw = 1;
     if (is_depthwise(d)) {
@@ -414,7 +434,10 @@ Plan plan_conv(const Insn &d) {
         p.path = PATH_DENSE;
         p.nbw = ceil16(cg);
         u64 steps = (u64)p.taps * p.nbw;
-        const u32 kprec = d.prec == BW_PREC_BFP20 ? (u32)KD : (u32)KMAX;
+        /* bfp20: one product per DSP, K = Kd; a chunk with at most 8 live lanes (a stem with few input channels)
+         * needs half a cascade, so each cascade splits in two and K doubles. bfp16/bfp12: two per DSP. */
+        u32 kprec = (u32)KMAX;
+        if (d.prec == BW_PREC_BFP20) kprec = cg <= BW_BLOCK / 2 && 2 * KD <= ACCW ? 2u * KD : (u32)KD;
         u64 fit = steps <= cap ? cap / steps : 0;
         u32 k = kprec;
         if (k > opg) k = opg;
@@ -436,12 +459,15 @@ Plan plan_conv(const Insn &d) {
     const u64 row_blocks = (u64)d.in_w * p.nb_in;
     p.rows_cap = row_blocks == 0 ? 0xFFFFFFFFu : (u32)((u64)LB_BLOCKS / row_blocks);
     u32 r = 0;
-    for (u32 c = 1; c <= d.out_h; c++) {
+    if (d.out_h > 0 && band_span(d, d.out_h) <= p.rows_cap) {
+        r = d.out_h; /* the whole layer in one band */
+    } else {
+    BAND_SIZE:
+        for (u32 c = 1; c < d.out_h; c++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 112 avg = 16
-        u64 ahead = c < d.out_h ? (u64)c * d.sh : 0;
-        if (ahead > d.in_h) ahead = d.in_h;
-        if ((u64)band_span(d, c) + ahead > p.rows_cap) break;
-        r = c;
+            if (band_span(d, c) + band_ahead(d, c) > p.rows_cap) break;
+            r = c;
+        }
     }
     if (r == 0 && d.out_h > 0 && band_span(d, 1) <= p.rows_cap) { /* no look-ahead: fill, then compute */
         r = 1;
@@ -453,6 +479,18 @@ Plan plan_conv(const Insn &d) {
     }
     p.band_rows = r;
     p.n_bands = r ? ceil_div(d.out_h, r) : 0;
+    /* the interleave that wastes the fewest slots on the bands' pixels (ties: the deeper one) */
+    const u32 pix = umin(r, d.out_h) * d.out_w;
+    u32 best = 0xFFFFFFFFu;
+INTERLEAVE:
+    for (u32 l = NPU_L; l >= (u32)NPU_L_MIN && l >= 1; l--) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 4 avg = 3
+        const u32 slots = ceil_div(pix, P * l) * l;
+        if (slots < best) {
+            best = slots;
+            p.l_eff = l;
+        }
+    }
     return p;
 }
 
@@ -500,14 +538,14 @@ struct QBlock { /* one quantized 16-lane activation block */
     int8_t e;
 };
 
-struct Seg { /* K consecutive channels of one output pixel (an output or residual segment) */
-    float v[ACCW];
+struct GroupSeg { /* one interleaved group: P pixels x ACCW channels (residuals in, results out) */
+    float v[P][ACCW];
 };
 
 /* Reads each touched input row once (in band order), quantizes it block by block, and the residual segments in
  * the order the vector unit consumes them. */
 void read_act(const float *arena, const Insn &d, const Plan &p, hls::stream<QBlock, 64> &qs,
-              hls::stream<Seg, 64> &rs) {
+              hls::stream<GroupSeg, 8> &rs) {
     const int mbits = mantissa_bits(d.prec);
     long loaded = 0; /* rows [0, loaded) have been read */
 BANDS_R:
@@ -548,17 +586,20 @@ BANDS_R:
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 256 avg = 8
             u32 o0, kc, ab0;
             ktile(d, p, t, o0, kc, ab0);
-        RES_PIX:
-            for (u32 q = 0; q < pix; q++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1024 avg = 256
+        RES_PIX: /* per group of P pixels, in the order the engine's epilogue adds them */
+            for (u32 s0 = 0; s0 < pix; s0 += P) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 128 avg = 32
+                GroupSeg g;
+                for (int pp = 0; pp < P; pp++) {
 #pragma HLS PIPELINE II = 1
-                Seg s;
-                const float *src = arena + d.res_off + ((u64)oy0 * d.out_w + q) * d.out_c + o0;
-                for (int k = 0; k < ACCW; k++) {
+                    const u32 q = s0 + (u32)pp;
+                    const float *src = arena + d.res_off + ((u64)oy0 * d.out_w + q) * d.out_c + o0;
+                    for (int k = 0; k < ACCW; k++) {
 #pragma HLS UNROLL
-                    s.v[k] = (u32)k < kc ? src[k] : 0.0f;
+                        g.v[pp][k] = (q < pix && (u32)k < kc) ? src[k] : 0.0f;
+                    }
                 }
-                rs.write(s);
+                rs.write(g);
             }
         }
     }
@@ -737,7 +778,7 @@ struct RowAbsorber {
     void step(hls::stream<QBlock, 64> &qs, int16_t (*lb_m)[BW_BLOCK], int8_t *lb_e) {
 #pragma HLS INLINE
         const QBlock q = qs.read();
-        const u64 at = (u64)((u64)iy % p->rows_cap) * row_blocks + i;
+        const u64 at = (row_index(*d, iy) % p->rows_cap) * row_blocks + i;
         for (int l = 0; l < BW_BLOCK; l++) {
 #pragma HLS UNROLL
             lb_m[at][l] = q.m[l];
@@ -790,24 +831,55 @@ inline void cascades(u32 prec, const int16_t a[BW_BLOCK], const int16_t (*w)[BW_
     }
 }
 
-struct GroupSeg { /* the accumulators of one interleaved group: P pixels x ACCW channels, bias not yet added */
-    float v[P][ACCW];
-};
-
 /* Position of the flattened compute loop: work unit, (tap, chunk) step, interleaved group. */
 struct Cursor {
     u32 u, step, j, ky, kx, c;
 };
 
-/* One iteration of the compute loop: group j of unit u, one step, P pixels x K channels. */
+/* One iteration of the compute loop: group j of unit u, one step, P pixels x K channels. Steps 0 .. steps-1 are
+ * the (tap, chunk) partials; then the same lanes are the vector unit: step `steps` adds the bias, step
+ * `steps + 1` the residual (when there is one), and the last step applies the activation and hands the group to
+ * the writer. */
 template <int K>
 inline void engine_iteration(const Insn &d, const Plan &p, const Cursor &cur, u32 q_band, u32 pix, u32 ab0,
-                             int mshift, const int16_t (*lb_m)[BW_BLOCK], const int8_t *lb_e, const WTile &wt,
-                             float acc[L][P][ACCW], hls::stream<GroupSeg, 16> &as) {
+                             u32 o0, u32 kc, int mshift, const int16_t (*lb_m)[BW_BLOCK], const int8_t *lb_e,
+                             const WTile &wt, float acc[L][P][ACCW], hls::stream<GroupSeg, 8> &rs,
+                             hls::stream<GroupSeg, 8> &os) {
 #pragma HLS INLINE
-    const u32 s0 = cur.u * PL + cur.j * P; /* first pixel of the group within the band */
+    const u32 s0 = (cur.u * p.l_eff + cur.j) * P; /* first pixel of the group within the band */
     if (s0 >= pix) return;                 /* a group past the band's last pixel: predicated off */
     const bool dw = p.path == PATH_DEPTHWISE;
+    if (cur.step >= p.steps) { /* epilogue: the vector unit */
+        const u32 e = cur.step - p.steps;
+        if (e == 0) {
+        BIAS:
+            for (int pp = 0; pp < P; pp++)
+                for (int k = 0; k < ACCW; k++) {
+#pragma HLS UNROLL
+                    const u32 bi = dw ? o0 + (u32)k : (u32)k;
+                    acc[cur.j][pp][k] = acc[cur.j][pp][k] + ((u32)k < kc ? wt.bias[bi] : 0.0f);
+                }
+        } else {
+            const GroupSeg r = rs.read();
+        RESIDUAL:
+            for (int pp = 0; pp < P; pp++)
+                for (int k = 0; k < ACCW; k++) {
+#pragma HLS UNROLL
+                    acc[cur.j][pp][k] = acc[cur.j][pp][k] + r.v[pp][k];
+                }
+        }
+        if (e + 1 == 1u + d.has_res) {
+            GroupSeg g;
+        ACTIVATE:
+            for (int pp = 0; pp < P; pp++)
+                for (int k = 0; k < ACCW; k++) {
+#pragma HLS UNROLL
+                    g.v[pp][k] = canon(activate(acc[cur.j][pp][k], d.act));
+                }
+            os.write(g);
+        }
+        return;
+    }
     const u32 tap = cur.ky * d.kw + cur.kx;
     const int16_t(*w)[BW_BLOCK] = dw ? wt.m + (u64)tap * p.nb_in : wt.m + (u64)cur.step * p.k;
     const int8_t *we = dw ? wt.e + (u64)tap * p.nb_in : wt.e + (u64)cur.step * p.k;
@@ -825,7 +897,7 @@ PIXELS:
         const long iy = (long)oy * d.sh - (long)d.pt + cur.ky;
         const long ix = (long)ox * d.sw - (long)d.pl + cur.kx;
         if (iy < 0 || iy >= (long)d.in_h || ix < 0 || ix >= (long)d.in_w) continue; /* padding: adds +0.0 */
-        const u64 pixel_blk = ((u64)((u64)iy % p.rows_cap) * d.in_w + (u64)ix) * p.nb_in;
+        const u64 pixel_blk = ((row_index(d, iy) % p.rows_cap) * d.in_w + (u64)ix) * p.nb_in;
         float *ac = acc[cur.j][pp];
         if (dw) { /* ACCW channels from ACCW / 16 blocks, one product per lane */
             const u32 cb0 = ab0;
@@ -853,27 +925,25 @@ PIXELS:
             }
         }
     }
-    if (cur.step + 1 == p.steps) { /* the group's last partial: hand its accumulators to the vector unit */
-        GroupSeg g;
-        for (int pp = 0; pp < P; pp++)
-            for (int k = 0; k < ACCW; k++) g.v[pp][k] = acc[cur.j][pp][k];
-        as.write(g);
-    }
 }
 
 /* Advances the cursor: group fastest (II=1 with the accumulator reused L iterations later), then chunk, tap
- * column, tap row, unit. */
-inline void advance(const Insn &d, const Plan &p, Cursor &cur) {
+ * column, tap row, then the epilogue steps, then the next unit. */
+inline void advance(const Insn &d, const Plan &p, Cursor &cur, u32 steps_total) {
 #pragma HLS INLINE
-    if (++cur.j < (u32)L) return;
+    if (++cur.j < p.l_eff) return;
     cur.j = 0;
     cur.step++;
-    if (p.path != PATH_DEPTHWISE && ++cur.c < p.nbw) return;
-    cur.c = 0;
-    if (++cur.kx < d.kw) return;
-    cur.kx = 0;
-    if (++cur.ky < d.kh) return;
-    cur.ky = 0;
+    if (cur.step < p.steps) {
+        if (p.path != PATH_DEPTHWISE && ++cur.c < p.nbw) return;
+        cur.c = 0;
+        if (++cur.kx < d.kw) return;
+        cur.kx = 0;
+        ++cur.ky;
+        return;
+    }
+    if (cur.step < steps_total) return;
+    cur.c = cur.kx = cur.ky = 0;
     cur.step = 0;
     cur.u++;
 }
@@ -883,7 +953,7 @@ inline void advance(const Insn &d, const Plan &p, Cursor &cur) {
  * the idle bank and takes the next band's rows into the line buffer. */
 template <int K>
 void engine_tiles(const Insn &d, const Plan &p, hls::stream<QBlock, 64> &qs, hls::stream<beat_t, 512> &ws,
-                  hls::stream<GroupSeg, 16> &as, hls::stream<Seg, 16> &bs) {
+                  hls::stream<GroupSeg, 8> &rs, hls::stream<GroupSeg, 8> &os) {
     NPU_BUFFER int16_t lb_m[LB_BLOCKS][BW_BLOCK]; /* BRAM, lanes partitioned; circular in whole input rows */
     NPU_BUFFER int8_t lb_e[LB_BLOCKS];
     NPU_BUFFER WTile bank[2]; /* URAM ping-pong */
@@ -892,6 +962,7 @@ void engine_tiles(const Insn &d, const Plan &p, hls::stream<QBlock, 64> &qs, hls
 #pragma HLS BIND_STORAGE variable = bank type = ram_2p impl = uram
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 3
+#pragma HLS BIND_OP variable = acc op = fadd impl = fabric /* the DSPs all go to the MAC cascades */
     const int mshift = (mantissa_bits(d.prec) - 1) + (weight_mantissa_bits(d.prec) - 1);
     const u32 loads_per_band = p.path == PATH_DEPTHWISE ? 1 : p.n_kt;
     const u32 total_loads = p.resident ? 1 : p.n_bands * loads_per_band;
@@ -918,8 +989,9 @@ BANDS:
         }
         const u32 oy0 = b * p.band_rows;
         const u32 pix = (umin(oy0 + p.band_rows, d.out_h) - oy0) * d.out_w;
-        const u32 n_units = ceil_div(pix, PL);
-        const u64 n_iter = (u64)n_units * p.steps * L;
+        const u32 n_units = ceil_div(pix, P * p.l_eff);
+        const u32 steps_total = p.steps + 1 + d.has_res; /* + bias, + residual */
+        const u64 n_iter = (u64)n_units * steps_total * p.l_eff;
         bool next_rows_started = false;
     KTILES:
         for (u32 t = 0; t < p.n_kt; t++) {
@@ -944,20 +1016,14 @@ BANDS:
                 rows.start(d, p, b + 1, loaded);
                 next_rows_started = true;
             }
-            Seg bias;
-            for (int k = 0; k < ACCW; k++) {
-                const u32 bi = p.path == PATH_DEPTHWISE ? o0 + k : (u32)k;
-                bias.v[k] = (u32)k < kc ? wt.bias[bi] : 0.0f;
-            }
-            bs.write(bias);
             Cursor cur = {0, 0, 0, 0, 0, 0};
         STEPS:
             for (u64 it = 0; it < n_iter; it++) {
 #pragma HLS LOOP_TRIPCOUNT min = 8 max = 20000 avg = 2000
 #pragma HLS PIPELINE II = 1
-#pragma HLS DEPENDENCE variable = acc inter distance = NPU_L true
-                engine_iteration<K>(d, p, cur, oy0 * d.out_w, pix, ab0, mshift, lb_m, lb_e, wt, acc, as);
-                advance(d, p, cur);
+#pragma HLS DEPENDENCE variable = acc inter distance = NPU_L_MIN true
+                engine_iteration<K>(d, p, cur, oy0 * d.out_w, pix, ab0, o0, kc, mshift, lb_m, lb_e, wt, acc, rs, os);
+                advance(d, p, cur, steps_total);
                 if (unp.busy()) unp.step(ws);                   /* next tile -> idle bank */
                 else if (rows.busy()) rows.step(qs, lb_m, lb_e); /* next band's rows -> line buffer */
             }
@@ -967,46 +1033,13 @@ BANDS:
 }
 
 void conv_engine(const Insn &d, const Plan &p, hls::stream<QBlock, 64> &qs, hls::stream<beat_t, 512> &ws,
-                 hls::stream<GroupSeg, 16> &as, hls::stream<Seg, 16> &bs) {
-    if (d.prec == BW_PREC_BFP20 || p.path == PATH_DEPTHWISE) engine_tiles<KD>(d, p, qs, ws, as, bs);
-    else engine_tiles<KMAX>(d, p, qs, ws, as, bs);
+                 hls::stream<GroupSeg, 8> &rs, hls::stream<GroupSeg, 8> &os) {
+    if (p.path == PATH_DEPTHWISE || p.k <= (u32)KD) engine_tiles<KD>(d, p, qs, ws, rs, os);
+    else engine_tiles<KWIDE>(d, p, qs, ws, rs, os);
 }
 
-/* The vector unit: per output pixel, y = acc + bias; y = y + residual; activation; canonical NaN. One pixel
- * segment (ACCW lanes) per cycle: the float32 arena port moves 4 floats per cycle, so a wider unit would wait. */
-void vector_unit(const Insn &d, const Plan &p, hls::stream<GroupSeg, 16> &as, hls::stream<Seg, 16> &bs,
-                 hls::stream<Seg, 64> &rs, hls::stream<Seg, 64> &os) {
-VBANDS:
-    for (u32 b = 0; b < p.n_bands; b++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 112 avg = 8
-        const u32 oy0 = b * p.band_rows;
-        const u32 pix = (umin(oy0 + p.band_rows, d.out_h) - oy0) * d.out_w;
-    VTILES:
-        for (u32 t = 0; t < p.n_kt; t++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256 avg = 16
-            const Seg bias = bs.read();
-            GroupSeg g;
-        VPIX:
-            for (u32 s = 0; s < pix; s++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1024 avg = 256
-#pragma HLS PIPELINE II = 1
-                if (s % P == 0) g = as.read();
-                Seg r, o;
-                if (d.has_res) r = rs.read();
-                for (int k = 0; k < ACCW; k++) {
-#pragma HLS UNROLL
-                    float y = g.v[s % P][k] + bias.v[k];
-                    if (d.has_res) y = y + r.v[k];
-                    o.v[k] = canon(activate(y, d.act));
-                }
-                os.write(o);
-            }
-        }
-    }
-}
-
-/* Writes the output segments (kc consecutive channels per pixel) in the engine's order. */
-void write_act(float *arena, const Insn &d, const Plan &p, hls::stream<Seg, 64> &os) {
+/* Writes the finished groups: per pixel its kc consecutive channels, one port beat per cycle. */
+void write_act(float *arena, const Insn &d, const Plan &p, hls::stream<GroupSeg, 8> &os) {
 WBANDS:
     for (u32 b = 0; b < p.n_bands; b++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 112 avg = 8
@@ -1017,15 +1050,21 @@ WBANDS:
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 256 avg = 16
             u32 o0, kc, ab0;
             ktile(d, p, t, o0, kc, ab0);
-        WPIX:
-            for (u32 q = 0; q < pix; q++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1024 avg = 256
+        WGROUPS:
+            for (u32 s0 = 0; s0 < pix; s0 += P) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 128 avg = 32
+                const GroupSeg g = os.read();
+            WPIX:
+                for (int pp = 0; pp < P && s0 + (u32)pp < pix; pp++) {
+                    float *dst = arena + d.out_off + ((u64)oy0 * d.out_w + s0 + (u32)pp) * d.out_c + o0;
+                WBEATS:
+                    for (u32 k0 = 0; k0 < kc; k0 += VW) {
 #pragma HLS PIPELINE II = 1
-                Seg o = os.read();
-                float *dst = arena + d.out_off + ((u64)oy0 * d.out_w + q) * d.out_c + o0;
-                for (int k = 0; k < ACCW; k++) {
+                        for (int j = 0; j < VW; j++) {
 #pragma HLS UNROLL
-                    if ((u32)k < kc) dst[k] = o.v[k];
+                            if (k0 + j < kc) dst[k0 + j] = g.v[pp][k0 + j];
+                        }
+                    }
                 }
             }
         }
@@ -1034,16 +1073,13 @@ WBANDS:
 
 void conv_dataflow(const Insn &d, const Plan &p, const uint8_t *weights, u32 weights_bytes, float *arena) {
 #pragma HLS DATAFLOW
-    hls::stream<QBlock, 64> qs;     /* quantized input blocks, rows in order */
-    hls::stream<Seg, 64> rs;        /* residual segments */
-    hls::stream<beat_t, 512> ws;    /* weight-tile beats */
-    hls::stream<GroupSeg, 16> as;   /* accumulators of finished groups */
-    hls::stream<Seg, 16> bs;        /* the bias of each (band, K-tile) */
-    hls::stream<Seg, 64> os;        /* output segments */
+    hls::stream<QBlock, 64> qs;   /* quantized input blocks, rows in order */
+    hls::stream<GroupSeg, 8> rs;  /* residuals, per group */
+    hls::stream<beat_t, 512> ws;  /* weight-tile beats */
+    hls::stream<GroupSeg, 8> os;  /* finished groups */
     read_act(arena, d, p, qs, rs);
     fetch_weights(weights, weights_bytes, d, p, ws);
-    conv_engine(d, p, qs, ws, as, bs);
-    vector_unit(d, p, as, bs, rs, os);
+    conv_engine(d, p, qs, ws, rs, os);
     write_act(arena, d, p, os);
 }
 
@@ -1156,8 +1192,6 @@ void op_conv2d(const Insn &d, const uint8_t *weights, u32 weights_bytes, float *
 /* ---------------------------------------------------------------------------------------------------- */
 /* Vector-unit instructions: elementwise over the arena, VW floats per cycle (one port beat). */
 
-constexpr int VW = NPU_PORT_BITS / 32;
-
 void op_add(const Insn &d, float *arena) {
     const u64 n = (u64)d.in_h * d.in_w * d.in_c;
 ADD:
@@ -1211,14 +1245,14 @@ PAD_Y:
     }
 }
 
-/* MAXPOOL and AVGPOOL; padding cells are skipped. Per output pixel, the window's cells row-major, each cell's
- * channels as one contiguous burst; a window without any valid cell writes +0.0f. */
-void op_pool(const Insn &d, float *arena) {
+/* MAXPOOL and AVGPOOL, fallback for rows too wide for the row cache: per output pixel, the window's cells
+ * row-major, each cell's channels as one burst (overlapping windows re-read their cells). */
+void pool_direct(const Insn &d, float *arena) {
     const bool is_max = d.op == BW_OP_MAXPOOL;
     float m[NPU_MAX_CHANNELS];
     float sum[NPU_MAX_CHANNELS];
-#pragma HLS ARRAY_PARTITION variable = m cyclic factor = 4
-#pragma HLS ARRAY_PARTITION variable = sum cyclic factor = 4
+#pragma HLS ARRAY_PARTITION variable = m cyclic factor = VW
+#pragma HLS ARRAY_PARTITION variable = sum cyclic factor = VW
 POOL_Y:
     for (u32 oy = 0; oy < d.out_h; oy++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 112 avg = 28
@@ -1238,14 +1272,19 @@ POOL_Y:
                     if (ix < 0 || ix >= (long)d.in_w) continue;
                     const float *cell = arena + d.in_off + ((u64)iy * d.in_w + (u64)ix) * d.in_c;
                 CELL_C:
-                    for (u32 c = 0; c < d.in_c; c++) {
-#pragma HLS LOOP_TRIPCOUNT min = 3 max = 2048 avg = 64
+                    for (u32 c0 = 0; c0 < d.in_c; c0 += VW) { /* one port beat of channels per cycle */
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 512 avg = 16
 #pragma HLS PIPELINE II = 1
-                        float v = cell[c];
-                        if (is_max) {
-                            if (count == 0 || v > m[c]) m[c] = v;
-                        } else {
-                            sum[c] = (count == 0 ? 0.0f : sum[c]) + v;
+                        for (int j = 0; j < VW; j++) {
+#pragma HLS UNROLL
+                            const u32 c = c0 + j;
+                            if (c >= d.in_c) continue;
+                            float v = cell[c];
+                            if (is_max) {
+                                if (count == 0 || v > m[c]) m[c] = v;
+                            } else {
+                                sum[c] = (count == 0 ? 0.0f : sum[c]) + v;
+                            }
                         }
                     }
                     count++;
@@ -1253,14 +1292,105 @@ POOL_Y:
             }
             const u64 dst = d.out_off + ((u64)oy * d.out_w + ox) * d.out_c;
         POOL_OUT:
-            for (u32 c = 0; c < d.out_c; c++) {
-#pragma HLS LOOP_TRIPCOUNT min = 3 max = 2048 avg = 64
+            for (u32 c0 = 0; c0 < d.out_c; c0 += VW) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 512 avg = 16
 #pragma HLS PIPELINE II = 1
-                float y;
-                if (count == 0) y = 0.0f;
-                else if (is_max) y = m[c];
-                else y = sum[c] / (float)count;
-                arena[dst + c] = canon(y);
+                for (int j = 0; j < VW; j++) {
+#pragma HLS UNROLL
+                    const u32 c = c0 + j;
+                    if (c >= d.out_c) continue;
+                    float y;
+                    if (count == 0) y = 0.0f;
+                    else if (is_max) y = m[c];
+                    else y = sum[c] / (float)count;
+                    arena[dst + c] = canon(y);
+                }
+            }
+        }
+    }
+}
+
+/* MAXPOOL and AVGPOOL; padding cells are skipped and a window without any valid cell writes +0.0f. Each input
+ * row is read once (VW floats per cycle) into a circular row cache; each output pixel then combines its
+ * window's cells row-major, 16 channels per cycle. */
+void op_pool(const Insn &d, float *arena) {
+    NPU_BUFFER float cache[NPU_POOL_FLOATS];
+#pragma HLS ARRAY_PARTITION variable = cache cyclic factor = 16
+    const u64 row_floats = (u64)d.in_w * d.in_c;
+    const u64 cap = row_floats ? NPU_POOL_FLOATS / row_floats : 0;
+    const u64 need = d.kh < d.in_h ? d.kh : d.in_h;
+    if (row_floats == 0 || cap < need) {
+        pool_direct(d, arena);
+        return;
+    }
+    const bool is_max = d.op == BW_OP_MAXPOOL;
+    long loaded = 0;
+PROWS:
+    for (u32 oy = 0; oy < d.out_h; oy++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 112 avg = 28
+        long lo = (long)oy * d.sh - (long)d.pt, hi = lo + (long)d.kh;
+        if (lo < 0) lo = 0;
+        if (hi > (long)d.in_h) hi = d.in_h;
+        if (loaded < lo) loaded = lo;
+    PLOAD:
+        for (long iy = loaded; iy < hi; iy++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 3 avg = 2
+            const float *src = arena + d.in_off + (u64)iy * row_floats;
+            float *dst = cache + ((u64)iy % cap) * row_floats;
+            for (u64 i = 0; i < row_floats; i += VW) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 16384 avg = 2048
+#pragma HLS PIPELINE II = 1
+                for (int j = 0; j < VW; j++) {
+#pragma HLS UNROLL
+                    if (i + j < row_floats) dst[i + j] = src[i + j];
+                }
+            }
+        }
+        if (hi > loaded) loaded = hi;
+    PCOLS:
+        for (u32 ox = 0; ox < d.out_w; ox++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 112 avg = 28
+            const u64 dst = d.out_off + ((u64)oy * d.out_w + ox) * d.out_c;
+        PBLOCKS:
+            for (u32 c0 = 0; c0 < d.in_c; c0 += BW_BLOCK) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 128 avg = 4
+                float m[BW_BLOCK], sum[BW_BLOCK];
+                u32 count = 0;
+            PCELLS_Y:
+                for (u32 ky = 0; ky < d.kh; ky++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 7 avg = 3
+                    const long iy = (long)oy * d.sh - (long)d.pt + ky;
+                    if (iy < 0 || iy >= (long)d.in_h) continue;
+                PCELLS_X:
+                    for (u32 kx = 0; kx < d.kw; kx++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 7 avg = 3
+#pragma HLS PIPELINE II = 1
+                        const long ix = (long)ox * d.sw - (long)d.pl + kx;
+                        if (ix < 0 || ix >= (long)d.in_w) continue;
+                        const float *cell = cache + ((u64)iy % cap) * row_floats + (u64)ix * d.in_c;
+                        for (int j = 0; j < BW_BLOCK; j++) {
+#pragma HLS UNROLL
+                            const u32 c = c0 + j;
+                            const float v = c < d.in_c ? cell[c] : 0.0f;
+                            if (is_max) {
+                                if (count == 0 || v > m[j]) m[j] = v;
+                            } else {
+                                sum[j] = (count == 0 ? 0.0f : sum[j]) + v;
+                            }
+                        }
+                        count++;
+                    }
+                }
+                for (int j = 0; j < BW_BLOCK; j++) {
+#pragma HLS UNROLL
+                    const u32 c = c0 + j;
+                    if (c >= d.out_c) continue;
+                    float y;
+                    if (count == 0) y = 0.0f;
+                    else if (is_max) y = m[j];
+                    else y = sum[j] / (float)count;
+                    arena[dst + c] = canon(y);
+                }
             }
         }
     }
@@ -1280,10 +1410,14 @@ GAP_PIX:
     for (u64 p = 0; p < npix; p++) { /* pixels row-major: y then x */
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 196 avg = 49
     GAP_C:
-        for (u32 c = 0; c < d.in_c; c++) {
-#pragma HLS LOOP_TRIPCOUNT min = 16 max = 2048 avg = 1024
+        for (u32 c0 = 0; c0 < d.in_c; c0 += VW) { /* per channel, pixels in order: VW channels per beat */
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 512 avg = 256
 #pragma HLS PIPELINE II = 1
-            sum[c] = sum[c] + arena[d.in_off + p * d.in_c + c];
+            for (int j = 0; j < VW; j++) {
+#pragma HLS UNROLL
+                const u32 c = c0 + j;
+                if (c < d.in_c) sum[c] = sum[c] + arena[d.in_off + p * d.in_c + c];
+            }
         }
     }
     const float count = (float)(d.in_h * d.in_w);
@@ -1382,3 +1516,18 @@ EXECUTE:
     }
     *status = NPU_STATUS_OK;
 }
+
+#ifndef __SYNTHESIS__
+/* C-simulation only (not part of the IP): the tiling plan the kernel makes for one CONV2D instruction, so
+ * tests/fpga/test_npu_config.py can check that the performance model (brainwave/fpga/perf.py plan_conv) plans
+ * exactly what the kernel runs. out: path, nb_in, nbw, taps, steps, k, kt_per_group, n_kt, rows_cap, band_rows,
+ * n_bands, resident, lookahead, l_eff. */
+extern "C" void npu_plan_conv(const uint32_t *insn_words, uint32_t out[14]) {
+    Insn d;
+    decode(insn_words, d);
+    const Plan p = plan_conv(d);
+    const uint32_t v[14] = {p.path, p.nb_in, p.nbw, p.taps, p.steps, p.k, p.kt_per_group, p.n_kt, p.rows_cap,
+                            p.band_rows, p.n_bands, (uint32_t)p.resident, (uint32_t)p.lookahead, p.l_eff};
+    for (int i = 0; i < 14; i++) out[i] = v[i];
+}
+#endif

@@ -24,14 +24,26 @@
  * performance model (brainwave/fpga/boards.py TARGETS). -DNPU_TARGET_<NAME> picks another target's numbers. */
 #define NPU_P NPU_CFG_P                  /* output pixels per cycle */
 #define NPU_KD NPU_CFG_KD                /* DSP cascades (16 DSPs) per pixel: output channels per cycle in bfp20 */
-#define NPU_L NPU_CFG_L                  /* interleaved pixel groups (>= float adder latency) */
+#define NPU_L NPU_CFG_L                  /* at most this many interleaved pixel groups (accumulators per lane) */
+#define NPU_L_MIN NPU_CFG_L_MIN          /* at least this many: the float32 accumulate adder's latency */
 #define NPU_PACK NPU_CFG_PACK            /* products per DSP for 8-bit-or-narrower mantissas (bfp16, bfp12) */
 #define NPU_KMAX (NPU_KD * NPU_PACK)     /* output channels per work unit in bfp16 / bfp12 */
 #define NPU_ACC_LANES (NPU_KMAX > 16 ? NPU_KMAX : 16) /* float32 accumulate lanes per pixel */
+#ifndef NPU_TEST_SMALL_BUFFERS
 #define NPU_LB_BLOCKS NPU_CFG_LB_BLOCKS  /* line buffer: quantized 16-lane input blocks */
 #define NPU_WBUF_BYTES NPU_CFG_WBUF_BYTES /* one weight-tile bank (two banks, ping-pong) */
+#else /* tests only (tests/hls/test_kernel_variants.py): tiny buffers, so the sweep's small layers take every
+       * tiling path: many bands, reduced K, weight tiles re-fetched per band, the generic path, pool fallback */
+#define NPU_LB_BLOCKS 48
+#define NPU_WBUF_BYTES 2048
+#endif
 #define NPU_WB_BLOCKS (NPU_WBUF_BYTES / 16) /* its capacity in bfp16 blocks (bfp20 blocks: half) */
 #define NPU_PORT_BITS NPU_CFG_PORT_BITS  /* weights and arena m_axi data width */
+#ifndef NPU_TEST_SMALL_BUFFERS
+#define NPU_POOL_FLOATS NPU_CFG_POOL_FLOATS /* pooling row cache */
+#else
+#define NPU_POOL_FLOATS 64
+#endif
 
 #ifdef __cplusplus
 extern "C" {

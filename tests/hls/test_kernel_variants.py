@@ -1,6 +1,8 @@
 """The kernel's results do not depend on how it is built: the same sweep, byte for byte, with the DSP48E2-packed
 MAC form that synthesis uses for bfp16/bfp12 (two products per DSP, docs/hardware.md "Two products per DSP48E2"),
-and with other targets' engine sizes (pixels, channels, interleave, buffer sizes from hls/src/npu_config.h).
+with other targets' engine sizes (pixels, channels, interleave, buffer sizes from hls/src/npu_config.h), and with
+tiny buffers that push the sweep's small layers through every tiling path (bands, reduced K, re-fetched tiles,
+the generic path, the pooling fallback).
 
 docs/numerics.md leaves pixel and channel parallelism free; these builds check the kernel keeps to that."""
 from __future__ import annotations
@@ -18,6 +20,7 @@ VARIANTS = {
     "packed": "-DNPU_DSP_PACKED",
     "pynq_z2": "-DNPU_TARGET_PYNQ_Z2",
     "u250_packed": "-DNPU_TARGET_U250 -DNPU_DSP_PACKED",
+    "small_buffers": "-DNPU_TEST_SMALL_BUFFERS -DNPU_DSP_PACKED",
 }
 
 
@@ -54,7 +57,7 @@ def test_sweep_is_byte_equal_in_every_build(variant):
     name, lib = variant
     bad = []
     for case in cases.sweep():
-        if not case.name.startswith("conv"):
+        if not case.name.startswith(("conv", "maxpool", "avgpool")):
             continue
         got = _run(lib, case.program, case.weights, case.x)
         want = np.ascontiguousarray(case.expected, dtype=np.float32).reshape(-1)
