@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import signal
 import socket
 import subprocess
@@ -22,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parents[1]
+DEMO_PHOTO = REPO / "samples" / "images" / "chelsea.png"  # CC0 (samples/images/README.md)
 console = Console()
 
 
@@ -69,13 +69,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pipeline", default="efficientnet-lite0", choices=["efficientnet-lite0", "resnet50"])
     parser.add_argument("--backend", default=None, help="featurizer backend (default: the server's default, the NPU emulator)")
-    parser.add_argument("--image", type=Path, default=None, help="photo to score (default: scikit-image's chelsea.png, a cat)")
+    parser.add_argument("--image", type=Path, default=DEMO_PHOTO, help="photo to score (default: chelsea.png, a cat)")
     parser.add_argument("--workdir", type=Path, default=REPO / "build" / "quickstart")
     parser.add_argument("--top", type=int, default=5)
     args = parser.parse_args()
 
-    import skimage
-    image = args.image or Path(skimage.__file__).parent / "data" / "chelsea.png"
+    image = args.image
 
     with console.status(f"Building the {args.pipeline} pipeline (model.zip)..."):
         model_zip = load_builder(args.pipeline).build_model_zip(args.workdir / args.pipeline / "model.zip")
@@ -88,7 +87,7 @@ def main() -> int:
     if args.backend:
         command += ["--backend", args.backend]
     console.print(f"$ brainwave serve {model_zip.name} --port {port}" + (f" --backend {args.backend}" if args.backend else ""))
-    server = subprocess.Popen(command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    server = subprocess.Popen(command)
     try:
         wait_until_serving(address, server, timeout=600)
         from brainwave.client import PredictionClient

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Set up the project on a fresh machine: .venv/ with the package and its data. Idempotent.
+# Set up the project on a fresh machine: .venv/ with the package, its data and the native libraries. Idempotent.
 #   scripts/setup.sh          runtime (demo)
-#   scripts/setup.sh --test   runtime + test tools (tensorflow-serving-api client, Azurite, HLS C-sim build)
+#   scripts/setup.sh --test   runtime + test tools (tensorflow-serving-api client, Azurite, Verilator/Yosys...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WITH_TESTS=0
@@ -17,13 +17,14 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q --upgrade "pip>=24"
 
 echo "==> installing brainwave and its dependencies (TensorFlow is large: the first run takes a few minutes)"
+# PYTHONWARNINGS: setuptools' editable-install notice is a warning printed through pip; it is not ours to act on.
 if [[ $WITH_TESTS == 1 ]]; then
-  "${PIP[@]}" install -q -e ".[test]"
+  PYTHONWARNINGS=ignore "${PIP[@]}" install -q -e ".[serve,test]"
   # The official TF Serving client, used by the compatibility tests. --no-deps: it only needs
   # TensorFlow's protos, and its declared tensorflow pin would pull a second (GPU) TensorFlow.
   "${PIP[@]}" install -q --no-deps "tensorflow-serving-api==2.21.0"
 else
-  "${PIP[@]}" install -q -e .
+  PYTHONWARNINGS=ignore "${PIP[@]}" install -q -e ".[serve]"
 fi
 for hook in scripts/setup.d/*.sh; do
   [[ -e "$hook" ]] || continue

@@ -4,12 +4,24 @@ pynq 3.0.1 (the last release with x86 support) predates numpy 2. One incompatibi
 numpy 2's `ndarray.device` (array API) is a read-only attribute, and `pynq.buffer.PynqBuffer.__new__` and
 `__array_finalize__` assign `self.device`, so every `pynq.allocate` raises AttributeError. A plain class
 attribute `device` on PynqBuffer shadows numpy's read-only descriptor, so the assignment lands in the
-instance dict and PYNQ's own code runs unchanged. (Installing: scripts/setup.d/50-fpga.sh.)
+instance dict and PYNQ's own code runs unchanged.
+
+PYNQ lives in its own directory, PYNQ_DIR (scripts/setup.d/50-fpga.sh installs it there with pip --target):
+pynqutils declares numpy<2.0, and installed beside TensorFlow it makes pip print a dependency-conflict error on
+every later install. Out of pip's sight it does not, and it is put on sys.path only when the fpga backend
+imports it.
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+PYNQ_DIR = Path(sys.prefix) / "opt" / "pynq"
+
 
 def import_pynq():
+    if PYNQ_DIR.is_dir() and str(PYNQ_DIR) not in sys.path:
+        sys.path.append(str(PYNQ_DIR))  # appended: the environment's own numpy and friends come first
     try:
         import pynq
         import pynq.buffer

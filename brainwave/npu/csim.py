@@ -1,7 +1,7 @@
 """Run the HLS NPU kernel (hls/src/npu_kernel.cpp) as C-simulation through ctypes.
 
-The kernel is compiled by `make -C hls lib` into `hls/build/libnpu.so`, whose one entry point is the same
-function the FPGA runs:
+The kernel is compiled by hls/Makefile (`lib` target) into a build cache (brainwave.toolchain), and its one
+entry point is the same function the FPGA runs:
 
     void npu_run(const uint32_t *program, const uint8_t *weights, float *arena, uint32_t *status)
 
@@ -15,22 +15,21 @@ from __future__ import annotations
 import ctypes
 import os
 import struct
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .isa import HEADER_WORDS, MAGIC, STATUS_TEXT
+from brainwave.errors import BrainwaveError
 
-HLS_DIR = Path(__file__).resolve().parents[2] / "hls"
+from .isa import HEADER_WORDS, MAGIC, STATUS_TEXT
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 
 
-class CsimError(RuntimeError):
+class CsimError(BrainwaveError, RuntimeError):
     pass
 
 
@@ -41,18 +40,14 @@ class KernelStatusError(CsimError):
 
 
 def library_path() -> Path:
+    """$BRAINWAVE_NPU_LIB, or libnpu.so built from the HLS sources (hls/Makefile, once per source hash)."""
     env = os.environ.get("BRAINWAVE_NPU_LIB")
-    return Path(env) if env else HLS_DIR / "build" / "libnpu.so"
+    if env:
+        return Path(env)
+    from brainwave.paths import hls_dir
+    from brainwave.toolchain import build_library
 
-
-def build_library() -> Path:
-    """`make -C hls lib` (a no-op when the library is up to date)."""
-    if not (HLS_DIR / "Makefile").is_file():
-        raise CsimError(f"no HLS sources at {HLS_DIR}; set BRAINWAVE_NPU_LIB to a built libnpu.so")
-    proc = subprocess.run(["make", "-C", str(HLS_DIR), "lib"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise CsimError(f"building libnpu.so failed:\n{proc.stdout}\n{proc.stderr}")
-    return HLS_DIR / "build" / "libnpu.so"
+    return build_library("npu", hls_dir())
 
 
 def load_library() -> ctypes.CDLL:
@@ -60,7 +55,7 @@ def load_library() -> ctypes.CDLL:
     global _lib
     with _lock:
         if _lib is None:
-            path = library_path() if os.environ.get("BRAINWAVE_NPU_LIB") else build_library()
+            path = library_path()
             if not path.is_file():
                 raise CsimError(f"{path} does not exist")
             lib = ctypes.CDLL(str(path))

@@ -176,7 +176,7 @@ class ModelServer:
         self.manager.on_change(self._update_health)
         if self.config.metrics_port is not None:
             self.metrics.serve_http(self.config.metrics_port)
-        log.info("serving %s on %s:%d", ", ".join(self.manager.model_names()) or "no model yet", self.config.host, port)
+        log.debug("serving %s on %s:%d", ", ".join(self.manager.model_names()) or "no model yet", self.config.host, port)
         return port
 
     def _update_health(self) -> None:

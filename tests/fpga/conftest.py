@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("pynq", reason="PYNQ is installed by scripts/setup.d/50-fpga.sh")
+from brainwave.fpga.compat import import_pynq
+
+import_pynq()  # PYNQ lives in its own directory (compat.PYNQ_DIR); scripts/setup.d/50-fpga.sh installs it
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,6 @@ def _build_module(name: str):
 @pytest.fixture(scope="module")
 def npu_server(tmp_path_factory, resnet50_zip):
     """One server, four models: {efficientnet, resnet50} x {emulator, fpga on the simulated board}."""
-    pytest.importorskip("pynq")
     from brainwave.pipeline import Pipeline
     from brainwave.serving.servables import ServableManager
     from tests.support import start_server
