@@ -45,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:  # the light core (client) without the [serve] extra
+        if verbose:
+            raise
+        _error(f"this command needs brainwave's server parts (missing module {exc.name}): "
+               "pip install 'brainwave[serve]'")
+        return 1
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if verbose:
             raise
