@@ -65,7 +65,7 @@ struct Conv {
 };
 
 /* Per-run memory. The quantized input of the running CONV2D: for dense/grouped convs int16 mantissas
- * qm[pixel][nb * 16] and exponent bits qe[pixel][nb] = E_a << 23, with one extra all-zero pixel at index
+ * qm[pixel][nb * 16] and exponent bits qe[pixel][nb] = (E_a + 127) << 23, with one extra all-zero pixel at index
  * in_h * in_w that out-of-input taps read; for depthwise convs the dequantized values qf[pixel][nb * 16]. */
 struct Buffers {
     float *arena;

@@ -16,8 +16,9 @@
  *   types F (float32) and I (int32); kPixels (output pixels per dense micro-kernel call) and kTiles (16-channel
  *   output tiles per call, 1 or 2);
  *   fzero fset fload fstore add mul div canon, max_first(v, m) = v > m ? v : m, min_first(v, m) = v < m ? v : m;
- *   izero iset iload (64-byte aligned) bits from_bits iand ior iadd imin, zero_if_gt(a, lim), hmax,
- *   round_int (nearest even), to_float (int32 -> float32, nearest even), store_i16 (32-byte aligned);
+ *   izero iset iload (64-byte aligned) bits from_bits iand ior iadd isub imin imax, shl / shr (logical) by a
+ *   constant, zero_if_gt(a, lim), hmax (the maximum in every lane), first (lane 0), round_int (nearest even),
+ *   to_float (int32 -> float32, nearest even), store_i16 (32-byte aligned);
  *   dot(acc, w, pair): acc + w.lo16 * pair.lo16 + w.hi16 * pair.hi16 per lane, in int32;
  *   fma_exact(acc, a, b) = acc + a * b, for a * b exact.
  *
@@ -103,25 +104,26 @@ inline void finish(float *dst, F y, uint32_t act, uint32_t n) { store_n(dst, V::
 /* ---------------------------------------------------------------------------------------------------------- */
 /* Quantization (docs/numerics.md "Quantizing a block") */
 
-/* Quantizes 16 lanes (zero past the tensor's channels) with M = mbits: returns E, writes the mantissas.
- * The kernel shifts integers; here x * 2^(M-1-E) is a power-of-two scaling, exact unless it underflows (and then
- * far below 0.5), so rounding it to nearest even and saturating gives the same mantissas. */
-inline int quantize_block(F x, int mbits, I &m) {
+/* Quantizes 16 lanes (zero past the tensor's channels) with M = mbits: writes the mantissas and returns E + 127,
+ * the biased exponent, in every lane. The kernel shifts integers; here x * 2^(M-1-E) is a power-of-two scaling,
+ * exact unless it underflows (and then far below 0.5), so rounding it to nearest even and saturating gives the
+ * same mantissas. The exponent stays in vector registers, and every power of two is built from its bits. */
+inline I quantize_block(F x, int mbits, I &m) {
     const I u = V::bits(x);
     I a = V::iand(u, V::iset(0x7FFFFFFF));
     a = V::zero_if_gt(a, V::iset(0x7F800000)); /* NaN -> 0 */
     a = V::imin(a, V::iset(0x7F7FFFFF));       /* +-Inf -> +-FLT_MAX */
-    /* floor(log2(amax)) from the exponent field; zero and subnormal blocks read -127 and clamp to E_MIN like
-     * the spec's, since their true exponent is below -126 */
-    int E = (int)((uint32_t)V::hmax(a) >> 23) - 127;
-    E = E < BW_EXP_MIN ? BW_EXP_MIN : (E > BW_EXP_MAX ? BW_EXP_MAX : E);
+    /* floor(log2(amax)) + 127 is amax's exponent field; zero and subnormal blocks have field 0 and clamp to
+     * E_MIN like the spec's, since their true exponent is below -126 */
+    const I biased = V::imax(V::imin(V::shr(V::hmax(a), 23), V::iset(BW_EXP_MAX + 127)), V::iset(BW_EXP_MIN + 127));
     const F sanitized = V::from_bits(V::ior(a, V::iand(u, V::iset((int32_t)0x80000000u))));
+    const F inv_step = V::from_bits(V::shl(V::isub(V::iset(mbits - 1 + 254), biased), 23)); /* 2^(M-1-E) */
     /* saturate before converting (q can pass 2^31 when E is clamped at E_MAX); lim is an integer, so clamping
      * first and rounding after equals the spec's rounding and then clamping */
     const float lim = (float)((1 << mbits) - 1);
-    const F q = V::mul(sanitized, V::fset(pow2f(mbits - 1 - E)));
+    const F q = V::mul(sanitized, inv_step);
     m = V::round_int(V::max_first(V::min_first(q, V::fset(lim)), V::fset(-lim)));
-    return E;
+    return biased;
 }
 
 /* Input pixels [begin, end) of a CONV2D: int16 mantissas and exponent bits (dense, grouped), or the dequantized
@@ -133,12 +135,13 @@ void quantize(const Conv &c, const Buffers &b, size_t begin, size_t end) {
         for (uint32_t k = 0; k < c.nb; ++k) {
             const uint64_t blk = (uint64_t)p * c.nb + k;
             I m;
-            const int E = quantize_block(load_n(px + k * kLanes, lanes_left(d.in_c, (uint64_t)k * kLanes)), c.mbits, m);
+            const I biased = quantize_block(load_n(px + k * kLanes, lanes_left(d.in_c, (uint64_t)k * kLanes)), c.mbits, m);
             if (c.wdw) {
-                V::fstore(b.qf + blk * kLanes, V::mul(V::to_float(m), V::fset(pow2f(E - (c.mbits - 1)))));
+                const F step = V::from_bits(V::shl(V::iadd(biased, V::iset(1 - c.mbits)), 23)); /* 2^(E-(M-1)) */
+                V::fstore(b.qf + blk * kLanes, V::mul(V::to_float(m), step));
             } else {
                 V::store_i16(b.qm + blk * kLanes, m);
-                b.qe[blk] = (int32_t)((uint32_t)E << 23);
+                b.qe[blk] = V::first(V::shl(biased, 23));
             }
         }
     }
@@ -235,7 +238,7 @@ void dense_call(const Conv &c, const Buffers &b, const OTile *tiles, uint64_t pi
                     for (int j = (int)v.j0; j < (int)v.j1; ++j) mac_pair<T>(s, w, a, j);
                 }
                 for (int t = 0; t < T; ++t) {
-                    const I wexp = V::iload(w[t] + kPairs * kLanes); /* (E_w - (M_a-1) - (M_w-1) + 127) << 23 */
+                    const I wexp = V::iload(w[t] + kPairs * kLanes); /* (E_w - (M_a-1) - (M_w-1)) << 23 */
                     for (int p = 0; p < P; ++p) {
                         const F scale = V::from_bits(V::iadd(wexp, V::iset(ae[p][v.ab])));
                         acc[p][t] = V::fma_exact(acc[p][t], V::to_float(s[p][t]), scale);

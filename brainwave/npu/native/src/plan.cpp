@@ -186,8 +186,8 @@ AlignedArray<float> load_bias(const Insn &d, const uint8_t *weights) {
 
 /* The weights of one tile, tap and virtual block (kernel_api.h kTileWords): pair vectors j = 0..7, where lane l
  * holds output o0 + l's int16 weights for channels 2j and 2j+1 of the chunk's activation block (zero outside the
- * chunk), then exponent bits (E_w - (M_a-1) - (M_w-1) + 127) << 23, so that adding E_a << 23 gives the float32
- * scale 2^k. `first_block` is the weight block index of (o0, tap, group-local block 0). */
+ * chunk), then exponent bits (E_w - (M_a-1) - (M_w-1)) << 23 (modulo 2^32), so that adding the activation's
+ * (E_a + 127) << 23 gives the float32 scale 2^k. `first_block` is the weight block index of (o0, tap, group-local block 0). */
 void pack_virtual_block(int32_t *w, const Insn &d, const uint8_t *weights, const Chunk &k, uint64_t first_block,
                         uint64_t blocks_per_output, uint32_t n) {
     const int mshift = (act_bits(d.prec) - 1) + (weight_bits(d.prec) - 1);
@@ -198,7 +198,7 @@ void pack_virtual_block(int32_t *w, const Insn &d, const uint8_t *weights, const
         for (uint32_t i = 0; l < n && i < k.len; ++i)
             lanes[l][k.al + i] = (int16_t)weight_lane(weights + d.mant_off + blk * block_bytes(d.prec), d.prec, k.wl + i);
         const int ew = (int8_t)weights[d.exp_off + blk];
-        w[kPairs * kLanes + l] = (int32_t)((uint32_t)(ew - mshift + 127) << 23);
+        w[kPairs * kLanes + l] = (int32_t)((uint32_t)(ew - mshift) << 23);
     }
     for (int j = 0; j < kPairs; ++j)
         for (int l = 0; l < kLanes; ++l)

@@ -195,7 +195,7 @@ class Runner {
         }
         /* the all-zero pixel that out-of-input taps read (kernel_api.h Buffers) */
         std::memset(b_.qm + in_pixels * c.nb * kLanes, 0, (size_t)c.nb * kLanes * sizeof(int16_t));
-        for (uint32_t k = 0; k < c.nb; ++k) b_.qe[in_pixels * c.nb + k] = (int32_t)((uint32_t)BW_EXP_MIN << 23);
+        for (uint32_t k = 0; k < c.nb; ++k) b_.qe[in_pixels * c.nb + k] = (BW_EXP_MIN + 127) << 23;
         if (out_pixels == 0) return;
         const DenseSplit ds = dense_split(out_pixels, c.nunits);
         pool_.parallel((size_t)c.nunits * ds.nchunks, [&](size_t i) { k_.conv_dense(c, b_, ds, i, i + 1); });

@@ -46,18 +46,23 @@ struct V {
     static I iand(I a, I b) { return {_mm256_and_si256(a.lo, b.lo), _mm256_and_si256(a.hi, b.hi)}; }
     static I ior(I a, I b) { return {_mm256_or_si256(a.lo, b.lo), _mm256_or_si256(a.hi, b.hi)}; }
     static I iadd(I a, I b) { return {_mm256_add_epi32(a.lo, b.lo), _mm256_add_epi32(a.hi, b.hi)}; }
+    static I isub(I a, I b) { return {_mm256_sub_epi32(a.lo, b.lo), _mm256_sub_epi32(a.hi, b.hi)}; }
     static I imin(I a, I b) { return {_mm256_min_epi32(a.lo, b.lo), _mm256_min_epi32(a.hi, b.hi)}; }
+    static I imax(I a, I b) { return {_mm256_max_epi32(a.lo, b.lo), _mm256_max_epi32(a.hi, b.hi)}; }
+    static I shl(I a, int n) { return {_mm256_slli_epi32(a.lo, n), _mm256_slli_epi32(a.hi, n)}; }
+    static I shr(I a, int n) { return {_mm256_srli_epi32(a.lo, n), _mm256_srli_epi32(a.hi, n)}; }
     static I zero_if_gt(I a, I lim) {
         return {_mm256_andnot_si256(_mm256_cmpgt_epi32(a.lo, lim.lo), a.lo),
                 _mm256_andnot_si256(_mm256_cmpgt_epi32(a.hi, lim.hi), a.hi)};
     }
-    static int32_t hmax(I a) {
-        const __m256i m = _mm256_max_epi32(a.lo, a.hi);
-        __m128i x = _mm_max_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
-        x = _mm_max_epi32(x, _mm_shuffle_epi32(x, 0x4E));
-        x = _mm_max_epi32(x, _mm_shuffle_epi32(x, 0xB1));
-        return _mm_cvtsi128_si32(x);
+    static I hmax(I a) { /* the halves, then a butterfly: swap 128-bit lanes, 64-bit and 32-bit pairs */
+        __m256i m = _mm256_max_epi32(a.lo, a.hi);
+        m = _mm256_max_epi32(m, _mm256_permute2x128_si256(m, m, 1));
+        m = _mm256_max_epi32(m, _mm256_shuffle_epi32(m, 0x4E));
+        m = _mm256_max_epi32(m, _mm256_shuffle_epi32(m, 0xB1));
+        return {m, m};
     }
+    static int32_t first(I a) { return _mm_cvtsi128_si32(_mm256_castsi256_si128(a.lo)); }
     static __m256i round8(__m256 x) {
         return _mm256_cvttps_epi32(_mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     }

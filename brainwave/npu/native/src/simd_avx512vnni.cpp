@@ -37,9 +37,19 @@ struct V {
     static I iand(I a, I b) { return _mm512_and_si512(a, b); }
     static I ior(I a, I b) { return _mm512_or_si512(a, b); }
     static I iadd(I a, I b) { return _mm512_add_epi32(a, b); }
+    static I isub(I a, I b) { return _mm512_sub_epi32(a, b); }
     static I imin(I a, I b) { return _mm512_min_epi32(a, b); }
+    static I imax(I a, I b) { return _mm512_max_epi32(a, b); }
+    static I shl(I a, int n) { return _mm512_slli_epi32(a, n); }
+    static I shr(I a, int n) { return _mm512_srli_epi32(a, n); }
     static I zero_if_gt(I a, I lim) { return _mm512_maskz_mov_epi32(_mm512_cmple_epi32_mask(a, lim), a); }
-    static int32_t hmax(I a) { return _mm512_reduce_max_epi32(a); }
+    static I hmax(I a) { /* butterfly: swap 256-bit halves, 128-bit quarters, 64-bit and 32-bit pairs */
+        a = _mm512_max_epi32(a, _mm512_shuffle_i32x4(a, a, 0x4E));
+        a = _mm512_max_epi32(a, _mm512_shuffle_i32x4(a, a, 0xB1));
+        a = _mm512_max_epi32(a, _mm512_shuffle_epi32(a, (_MM_PERM_ENUM)0x4E));
+        return _mm512_max_epi32(a, _mm512_shuffle_epi32(a, (_MM_PERM_ENUM)0xB1));
+    }
+    static int32_t first(I a) { return _mm_cvtsi128_si32(_mm512_castsi512_si128(a)); }
     static I round_int(F x) { return _mm512_cvt_roundps_epi32(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
     static F to_float(I x) { return _mm512_cvtepi32_ps(x); }
     static void store_i16(int16_t *p, I m) { _mm256_store_si256((__m256i *)p, _mm512_cvtepi32_epi16(m)); }

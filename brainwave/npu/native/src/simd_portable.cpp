@@ -84,13 +84,20 @@ struct V {
     static I iadd(const I &a, const I &b) {
         return imap(a, b, [](int32_t x, int32_t y) { return (int32_t)((uint32_t)x + (uint32_t)y); });
     }
+    static I isub(const I &a, const I &b) {
+        return imap(a, b, [](int32_t x, int32_t y) { return (int32_t)((uint32_t)x - (uint32_t)y); });
+    }
     static I imin(const I &a, const I &b) { return imap(a, b, [](int32_t x, int32_t y) { return x < y ? x : y; }); }
+    static I imax(const I &a, const I &b) { return imap(a, b, [](int32_t x, int32_t y) { return x > y ? x : y; }); }
+    static I shl(const I &a, int n) { return imap(a, a, [n](int32_t x, int32_t) { return (int32_t)((uint32_t)x << n); }); }
+    static I shr(const I &a, int n) { return imap(a, a, [n](int32_t x, int32_t) { return (int32_t)((uint32_t)x >> n); }); }
     static I zero_if_gt(const I &a, const I &lim) { return imap(a, lim, [](int32_t x, int32_t y) { return x > y ? 0 : x; }); }
-    static int32_t hmax(const I &a) {
+    static I hmax(const I &a) {
         int32_t m = a.v[0];
         for (int32_t v : a.v) m = v > m ? v : m;
-        return m;
+        return iset(m);
     }
+    static int32_t first(const I &a) { return a.v[0]; }
     static I round_int(const F &x) {
         I r;
         for (int l = 0; l < bwn::kLanes; ++l) r.v[l] = (int32_t)__builtin_nearbyintf(x.v[l]); /* nearest even */
