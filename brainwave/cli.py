@@ -170,7 +170,7 @@ def _add_serve_options(parser) -> None:
     limits.add_argument("--max-image-pixels", type=int, default=40_000_000, help="per image")
     limits.add_argument("--max-items", type=int, default=64, help="batch-1 items per request")
     limits.add_argument("--max-request-pixels", type=int, default=80_000_000, help="decoded pixels per request")
-    limits.add_argument("--max-inflight-pixels", type=int, default=160_000_000,
+    limits.add_argument("--max-inflight-pixels", type=int, default=80_000_000,
                         help="decoded pixels of all requests in flight (bounds the server's decode memory)")
     limits.add_argument("--max-concurrent-rpcs", type=int, default=64,
                         help="RPCs running or queued before the server answers RESOURCE_EXHAUSTED")

@@ -34,6 +34,7 @@ if "tensorflow" in sys.modules:
 else:
     with native_stderr_silenced():
         import tensorflow as tf
+tf.get_logger().setLevel("ERROR")  # Python-side deprecation notices (tf.compat.v1 graphs are what users bring)
 
 
 

@@ -44,7 +44,7 @@ class ServerConfig:
     # RPCs in flight (running or queued) before gRPC answers RESOURCE_EXHAUSTED: bounds the queue and its memory
     max_concurrent_rpcs: int = 64
     limits: RequestLimits = field(default_factory=RequestLimits)
-    max_inflight_pixels: int = 160_000_000  # decoded pixels of all requests in flight (~2 GB of decode buffers)
+    max_inflight_pixels: int = 80_000_000  # decoded pixels of all requests in flight (~1.1 GB of decode buffers)
     metrics_port: int | None = None
     # Order of loading and unloading when versions change: "availability" (load first) or "resource" (unload first)
     load_policy: str = AVAILABILITY_PRESERVING
