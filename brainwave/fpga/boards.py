@@ -106,6 +106,8 @@ class NpuConfig:
     wbuf_bytes: int  # one weight-tile bank (two banks, ping-pong)
     port_bits: int  # m_axi data width toward the PS/shell (weights and arena ports)
     pool_floats: int  # pooling row cache (float32)
+    absorb_blocks: int  # quantized input blocks the line buffer takes per cycle
+    pool_lanes: int  # channels a pool combines per cycle
     ddr_gbps: float  # peak DRAM bandwidth the ports share
     ddr_efficiency: float  # fraction of the peak sustained by long bursts
     design_weight_ports: int  # weight ports in the v2 design (this round's interface has one: `weights`)
@@ -152,7 +154,7 @@ VU13P_U250 = Device("xcu250-figd2104-2L-e", 12_288, "DSP48E2", 1280, 2688, 1_728
 VU47P_U55C = Device("xcu55c-fsvh2892-2L-e", 9024, "DSP48E2", 960, 2016, 1_304_000)
 
 _K26_NPU = NpuConfig(clock_mhz=250.0, pixels=8, dsp_cols=8, interleave=8, adder_latency=6, pack=2, lb_blocks=32_768,
-                     wbuf_bytes=589_824, port_bits=128, pool_floats=24_576, ddr_gbps=19.2, ddr_efficiency=0.75,
+                     wbuf_bytes=589_824, port_bits=128, pool_floats=24_576, absorb_blocks=2, pool_lanes=32, ddr_gbps=19.2, ddr_efficiency=0.75,
                      design_weight_ports=2, design_arena_ports=2)
 
 TARGETS: dict[str, Target] = {
@@ -164,17 +166,17 @@ TARGETS: dict[str, Target] = {
                replace(_K26_NPU, ddr_gbps=21.3), "zcu104"),
         Target("pynq-z2", "TUL PYNQ-Z2 (Zynq-7020, 16-bit DDR3-1050): small demo configuration", Z7020,
                NpuConfig(clock_mhz=100.0, pixels=2, dsp_cols=4, interleave=4, adder_latency=4, pack=1, lb_blocks=4096,
-                         wbuf_bytes=32_768, port_bits=64, pool_floats=8192, ddr_gbps=2.1, ddr_efficiency=0.7,
+                         wbuf_bytes=32_768, port_bits=64, pool_floats=8192, absorb_blocks=1, pool_lanes=16, ddr_gbps=2.1, ddr_efficiency=0.7,
                          design_weight_ports=1, design_arena_ports=1), "pynq-z2"),
         Target("u250", "AMD Alveo U250 (4x DDR4-2400 banks; XRT shell, no PYNQ overlay here)", VU13P_U250,
                NpuConfig(clock_mhz=300.0, pixels=8, dsp_cols=64, interleave=8, adder_latency=6, pack=2, lb_blocks=65_536,
-                         wbuf_bytes=4_718_592, port_bits=512, pool_floats=65_536, ddr_gbps=76.8, ddr_efficiency=0.75,
+                         wbuf_bytes=4_718_592, port_bits=512, pool_floats=65_536, absorb_blocks=8, pool_lanes=128, ddr_gbps=76.8, ddr_efficiency=0.75,
                          design_weight_ports=2, design_arena_ports=2,
-                         weights_resident_bytes=36 << 20, arena_on_chip_bytes=8 << 20)),
+                         weights_resident_bytes=28 << 20, arena_on_chip_bytes=10_400_000)),
         Target("u55c", "AMD Alveo U55C (16 GB HBM2, 32 pseudo-channels; XRT shell, no PYNQ overlay here)",
                VU47P_U55C,
                NpuConfig(clock_mhz=300.0, pixels=8, dsp_cols=48, interleave=8, adder_latency=6, pack=2, lb_blocks=65_536,
-                         wbuf_bytes=4_718_592, port_bits=512, pool_floats=65_536, ddr_gbps=460.0, ddr_efficiency=0.6,
+                         wbuf_bytes=4_718_592, port_bits=512, pool_floats=65_536, absorb_blocks=8, pool_lanes=128, ddr_gbps=460.0, ddr_efficiency=0.6,
                          design_weight_ports=4, design_arena_ports=4, weights_resident_bytes=24 << 20)),
     )
 }
@@ -206,7 +208,7 @@ def c_header() -> str:
         for key, val in (("NAME", f'"{name}"'), ("CLOCK_MHZ", int(c.clock_mhz)), ("P", c.pixels),
                          ("KD", c.dsp_cols), ("L", c.interleave), ("L_MIN", c.adder_latency), ("PACK", c.pack), ("LB_BLOCKS", c.lb_blocks),
                          ("WBUF_BYTES", c.wbuf_bytes), ("PORT_BITS", c.port_bits),
-                         ("POOL_FLOATS", c.pool_floats)):
+                         ("POOL_FLOATS", c.pool_floats), ("ABSORB", c.absorb_blocks), ("POOL_LANES", c.pool_lanes)):
             lines.append(f"#define NPU_CFG_{key} {val}")
     lines += ["#endif", "", "#endif", ""]
     return "\n".join(lines)

@@ -50,7 +50,8 @@ constexpr u32 LB_BLOCKS = NPU_LB_BLOCKS;       /* line buffer, 16-lane blocks */
 constexpr u32 WB_BLOCKS = NPU_WB_BLOCKS;       /* one weight-tile bank, 16-lane blocks (bfp16 size) */
 constexpr int BEAT_BYTES = 16;                 /* 128-bit weight beats */
 constexpr int PACK_SHIFT = 19;
-constexpr int VW = NPU_PORT_BITS / 32;          /* floats per port beat */                 /* WP486-style packing: two weights 2^19 apart in one 27-bit operand */
+constexpr int VW = NPU_PORT_BITS / 32;          /* floats per port beat */
+constexpr int POOL_LANES = NPU_POOL_LANES;     /* channels a pool combines per cycle */                 /* WP486-style packing: two weights 2^19 apart in one 27-bit operand */
 
 typedef ap_uint<128> beat_t;
 
@@ -697,6 +698,16 @@ struct Unpacker {
         skip_empty();
     }
     bool busy() const { return run < 3; }
+    /* beats still to come: the rest of the current run and the later runs */
+    u64 beats_left() const {
+        u64 nb = 0;
+        for (u32 r = run; r < 3; r++) {
+            if (n[r] == 0) continue;
+            const u64 from = r == run ? a : first[r] & ~(u64)(BEAT_BYTES - 1);
+            nb += (first[r] + n[r] + BEAT_BYTES - 1 - from) / BEAT_BYTES;
+        }
+        return nb;
+    }
     u64 slot(u64 blk) const { return dw ? blk : (blk % steps) * K + blk / steps; }
     void skip_empty() {
         while (run < 3 && n[run] == 0) next_run();
@@ -755,26 +766,30 @@ struct Unpacker {
 struct RowAbsorber {
     const Insn *d;
     const Plan *p;
-    long iy, hi;  /* next row, end of the rows to take */
+    long iy, hi;  /* next row to take; rows below hi are wanted */
     u32 i;        /* blocks of row iy taken */
     u32 row_blocks;
 
-    void start(const Insn &dd, const Plan &pp, u32 b, long &loaded) {
+    void init(const Insn &dd, const Plan &pp) {
         d = &dd;
         p = &pp;
-        long lo;
-        band_rows_in(dd, pp, b, lo, hi);
-        if (loaded < lo) loaded = lo;
-        iy = loaded;
-        if (hi > loaded) loaded = hi;
+        iy = hi = 0;
         i = 0;
         row_blocks = dd.in_w * pp.nb_in;
+    }
+    /* wants band b's rows too (rows come in order: the reader streams every touched row once) */
+    void extend(u32 b) {
+        long lo, h;
+        band_rows_in(*d, *p, b, lo, h);
+        if (h > hi) hi = h;
         settle();
     }
     void settle() { /* skip rows no tap reads, and empty rows */
         while (iy < hi && (row_blocks == 0 || !row_touched(*d, (u32)iy))) iy++;
     }
     bool busy() const { return iy < hi; }
+    /* rows [0, r] all taken? */
+    bool has(long r) const { return iy > r || (iy >= hi && r < hi); }
     void step(hls::stream<QBlock, 64> &qs, int16_t (*lb_m)[BW_BLOCK], int8_t *lb_e) {
 #pragma HLS INLINE
         const QBlock q = qs.read();
@@ -948,17 +963,20 @@ inline void advance(const Insn &d, const Plan &p, Cursor &cur, u32 steps_total) 
     cur.u++;
 }
 
-/* The conv engine: owns the line buffer and the two weight banks; per band and K-tile one flattened loop of
- * n_units * steps * L iterations at II=1 (one pipeline fill per K-tile), which also unpacks the next tile into
- * the idle bank and takes the next band's rows into the line buffer. */
+/* The conv engine: owns the line buffer and the two weight banks. Per band, one flattened pipelined loop (II=1,
+ * one pipeline fill per band) runs every K-tile's n_units * steps_total * l_eff iterations back to back; each
+ * iteration also moves the band's rows into the line buffer (NPU_ABSORB blocks), or else one beat of the next
+ * tile into the idle bank (the ping-pong), or else the next band's rows. A tile's iterations are stretched when the next tile's beats need
+ * longer, so a bank is complete before it turns active. */
 template <int K>
 void engine_tiles(const Insn &d, const Plan &p, hls::stream<QBlock, 64> &qs, hls::stream<beat_t, 512> &ws,
                   hls::stream<GroupSeg, 8> &rs, hls::stream<GroupSeg, 8> &os) {
-    NPU_BUFFER int16_t lb_m[LB_BLOCKS][BW_BLOCK]; /* BRAM, lanes partitioned; circular in whole input rows */
+    NPU_BUFFER int16_t lb_m[LB_BLOCKS][BW_BLOCK]; /* URAM, P banks, lanes side by side; circular in input rows */
     NPU_BUFFER int8_t lb_e[LB_BLOCKS];
     NPU_BUFFER WTile bank[2]; /* URAM ping-pong */
     float acc[L][P][ACCW];    /* P x ACCW accumulate lanes, each with an L-deep LUTRAM of accumulators */
 #pragma HLS ARRAY_PARTITION variable = lb_m complete dim = 2
+#pragma HLS BIND_STORAGE variable = lb_m type = ram_2p impl = uram
 #pragma HLS BIND_STORAGE variable = bank type = ram_2p impl = uram
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 3
@@ -968,68 +986,82 @@ void engine_tiles(const Insn &d, const Plan &p, hls::stream<QBlock, 64> &qs, hls
     const u32 total_loads = p.resident ? 1 : p.n_bands * loads_per_band;
     Unpacker unp;
     RowAbsorber rows;
-    long loaded = 0;
-    u32 g = 0; /* tile loads started */
-    /* prologue: tile 0 and band 0's rows, exposed */
+    rows.init(d, p);
+    /* prologue: tile 0 into bank 0, exposed (the rows stream in while the first tile computes) */
     unp.start(d, p, 0, &bank[0]);
-    g = 1;
+    u32 g = 1;        /* tile loads started */
+    u32 cur_load = 0; /* the load whose bank the current tile reads */
 PROLOGUE_W:
     while (unp.busy()) unp.step(ws);
-    rows.start(d, p, 0, loaded);
-PROLOGUE_R:
-    while (rows.busy()) rows.step(qs, lb_m, lb_e);
-    u32 cur_load = 0; /* index of the load whose bank the current tile uses */
 BANDS:
     for (u32 b = 0; b < p.n_bands; b++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 112 avg = 8
-        if (b > 0) {
-            if (!p.lookahead) rows.start(d, p, b, loaded);
-        BAND_ROWS:
-            while (rows.busy()) rows.step(qs, lb_m, lb_e); /* what the previous band's loops left */
-        }
         const u32 oy0 = b * p.band_rows;
         const u32 pix = (umin(oy0 + p.band_rows, d.out_h) - oy0) * d.out_w;
         const u32 n_units = ceil_div(pix, P * p.l_eff);
         const u32 steps_total = p.steps + 1 + d.has_res; /* + bias, + residual */
         const u64 n_iter = (u64)n_units * steps_total * p.l_eff;
-        bool next_rows_started = false;
-    KTILES:
-        for (u32 t = 0; t < p.n_kt; t++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256 avg = 16
-            u32 o0, kc, ab0;
+        long band_lo, band_hi;
+        band_rows_in(d, p, b, band_lo, band_hi);
+        rows.extend(b); /* this band's rows, taken as the first K-tile needs them */
+        bool ahead = false;
+        u32 t = 0, o0 = 0, kc = 0, ab0 = 0;
+        u64 done = 0;        /* compute iterations of this tile */
+        long need = -1;      /* the last input row the current unit reads */
+        u32 need_u = 0xFFFFFFFFu;
+        Cursor cur = {0, 0, 0, 0, 0, 0};
+        /* enters K-tile t: its bank turns active, the next load starts filling the idle one */
+        auto begin_tile = [&]() {
             ktile(d, p, t, o0, kc, ab0);
             if (p.path == PATH_DEPTHWISE) ab0 = o0 / BW_BLOCK; /* first channel block of this channel tile */
-            const bool new_load = !p.resident && (p.path != PATH_DEPTHWISE || t == 0) && (b > 0 || t > 0);
-            if (new_load) {
-            DRAIN_W: /* the idle bank must be complete before it turns active */
-                while (unp.busy()) unp.step(ws);
-                cur_load++;
-            }
-            const WTile &wt = bank[cur_load & 1];
-            /* start filling the idle bank with the next load, if any */
+            if (!p.resident && (p.path != PATH_DEPTHWISE || t == 0) && (b > 0 || t > 0)) cur_load++;
             if (!unp.busy() && g < total_loads && g == cur_load + 1) {
-                const u32 gt = p.path == PATH_DEPTHWISE ? 0 : g % loads_per_band;
-                unp.start(d, p, gt, &bank[g & 1]);
+                unp.start(d, p, p.path == PATH_DEPTHWISE ? 0 : g % loads_per_band, &bank[g & 1]);
                 g++;
             }
-            if (p.lookahead && !next_rows_started && b + 1 < p.n_bands) {
-                rows.start(d, p, b + 1, loaded);
-                next_rows_started = true;
-            }
-            Cursor cur = {0, 0, 0, 0, 0, 0};
-        STEPS:
-            for (u64 it = 0; it < n_iter; it++) {
-#pragma HLS LOOP_TRIPCOUNT min = 8 max = 20000 avg = 2000
+            done = 0;
+            need_u = 0xFFFFFFFFu;
+            cur = Cursor{0, 0, 0, 0, 0, 0};
+        };
+        begin_tile();
+    STEPS: /* II=1; a unit waits (bubbles) only until the line buffer holds the rows it reads */
+        for (;;) {
+#pragma HLS LOOP_TRIPCOUNT min = 8 max = 200000 avg = 20000
 #pragma HLS PIPELINE II = 1
 #pragma HLS DEPENDENCE variable = acc inter distance = NPU_L_MIN true
-                engine_iteration<K>(d, p, cur, oy0 * d.out_w, pix, ab0, o0, kc, mshift, lb_m, lb_e, wt, acc, rs, os);
-                advance(d, p, cur, steps_total);
-                if (unp.busy()) unp.step(ws);                   /* next tile -> idle bank */
-                else if (rows.busy()) rows.step(qs, lb_m, lb_e); /* next band's rows -> line buffer */
+            if (done < n_iter) {
+                if (cur.u != need_u) { /* the rows unit u needs: up to its last pixel's last tap row */
+                    need_u = cur.u;
+                    const u32 q_last = umin((cur.u + 1) * P * p.l_eff, pix) - 1;
+                    need = (long)((oy0 + q_last / d.out_w) * d.sh) - (long)d.pt + (long)d.kh - 1;
+                    if (need >= (long)d.in_h) need = (long)d.in_h - 1;
+                }
+                if (need < 0 || rows.has(need)) {
+                    engine_iteration<K>(d, p, cur, oy0 * d.out_w, pix, ab0, o0, kc, mshift, lb_m, lb_e,
+                                        bank[cur_load & 1], acc, rs, os);
+                    advance(d, p, cur, steps_total);
+                    done++;
+                }
+            }
+            /* one port of the line buffer: this band's rows first, then the next tile's beats, then (look-ahead)
+             * the next band's rows */
+            if (rows.busy() && rows.iy < band_hi) {
+                for (int r = 0; r < NPU_ABSORB && rows.busy() && rows.iy < band_hi; r++) rows.step(qs, lb_m, lb_e);
+            } else if (unp.busy()) {
+                unp.step(ws);
+            } else if (p.lookahead && b + 1 < p.n_bands) {
+                if (!ahead) {
+                    rows.extend(b + 1);
+                    ahead = true;
+                }
+                for (int r = 0; r < NPU_ABSORB && rows.busy(); r++) rows.step(qs, lb_m, lb_e);
+            }
+            if (done == n_iter && !unp.busy()) {
+                if (++t == p.n_kt) break;
+                begin_tile();
             }
         }
     }
-    (void)K;
 }
 
 void conv_engine(const Insn &d, const Plan &p, hls::stream<QBlock, 64> &qs, hls::stream<beat_t, 512> &ws,
@@ -1312,10 +1344,10 @@ POOL_Y:
 
 /* MAXPOOL and AVGPOOL; padding cells are skipped and a window without any valid cell writes +0.0f. Each input
  * row is read once (VW floats per cycle) into a circular row cache; each output pixel then combines its
- * window's cells row-major, 16 channels per cycle. */
+ * window's cells row-major, POOL_LANES channels per cycle. */
 void op_pool(const Insn &d, float *arena) {
     NPU_BUFFER float cache[NPU_POOL_FLOATS];
-#pragma HLS ARRAY_PARTITION variable = cache cyclic factor = 16
+#pragma HLS ARRAY_PARTITION variable = cache cyclic factor = NPU_POOL_LANES
     const u64 row_floats = (u64)d.in_w * d.in_c;
     const u64 cap = row_floats ? NPU_POOL_FLOATS / row_floats : 0;
     const u64 need = d.kh < d.in_h ? d.kh : d.in_h;
@@ -1352,9 +1384,9 @@ PROWS:
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 112 avg = 28
             const u64 dst = d.out_off + ((u64)oy * d.out_w + ox) * d.out_c;
         PBLOCKS:
-            for (u32 c0 = 0; c0 < d.in_c; c0 += BW_BLOCK) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 128 avg = 4
-                float m[BW_BLOCK], sum[BW_BLOCK];
+            for (u32 c0 = 0; c0 < d.in_c; c0 += POOL_LANES) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 128 avg = 2
+                float m[POOL_LANES], sum[POOL_LANES];
                 u32 count = 0;
             PCELLS_Y:
                 for (u32 ky = 0; ky < d.kh; ky++) {
@@ -1368,7 +1400,7 @@ PROWS:
                         const long ix = (long)ox * d.sw - (long)d.pl + kx;
                         if (ix < 0 || ix >= (long)d.in_w) continue;
                         const float *cell = cache + ((u64)iy % cap) * row_floats + (u64)ix * d.in_c;
-                        for (int j = 0; j < BW_BLOCK; j++) {
+                        for (int j = 0; j < POOL_LANES; j++) {
 #pragma HLS UNROLL
                             const u32 c = c0 + j;
                             const float v = c < d.in_c ? cell[c] : 0.0f;
@@ -1381,7 +1413,7 @@ PROWS:
                         count++;
                     }
                 }
-                for (int j = 0; j < BW_BLOCK; j++) {
+                for (int j = 0; j < POOL_LANES; j++) {
 #pragma HLS UNROLL
                     const u32 c = c0 + j;
                     if (c >= d.out_c) continue;

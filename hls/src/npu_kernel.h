@@ -39,6 +39,8 @@
 #endif
 #define NPU_WB_BLOCKS (NPU_WBUF_BYTES / 16) /* its capacity in bfp16 blocks (bfp20 blocks: half) */
 #define NPU_PORT_BITS NPU_CFG_PORT_BITS  /* weights and arena m_axi data width */
+#define NPU_ABSORB NPU_CFG_ABSORB        /* quantized input blocks the line buffer takes per cycle */
+#define NPU_POOL_LANES NPU_CFG_POOL_LANES /* channels a pool combines per cycle */
 #ifndef NPU_TEST_SMALL_BUFFERS
 #define NPU_POOL_FLOATS NPU_CFG_POOL_FLOATS /* pooling row cache */
 #else
