@@ -518,6 +518,7 @@ def cmd_models(args) -> int:
 def cmd_compile(args) -> int:
     from brainwave.models import build_featurizer, resolve_featurizer
     from brainwave.npu.compiler import compile_keras
+    from brainwave.npu.ops import program_macs
 
     try:
         with console.status(f"building {args.model_ref}..."):
@@ -527,7 +528,7 @@ def cmd_compile(args) -> int:
     except (LookupError, ValueError) as exc:  # unknown model, unknown precision, unsupported layer
         raise BrainwaveError(str(exc)) from exc
     path = program.save(args.out)
-    out.print(f"wrote {path}: {len(program.instructions)} instructions, {program.macs / 1e9:.2f} GMAC, "
+    out.print(f"wrote {path}: {len(program.instructions)} instructions, {program_macs(program) / 1e9:.2f} GMAC, "
               f"weights {len(program.weights) / 1e6:.1f} MB, arena {program.arena_words * 4 / 1e6:.1f} MB; "
               f"list it with `python -m brainwave.npu.isa --dump {path}`")
     return 0

@@ -56,7 +56,7 @@ def batch1_input(image: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
 _BACKENDS: dict[str, str] = {
     "float": "brainwave.featurizer.float_backend:create",
     "emulator": "brainwave.npu.backend:create_emulator",
-    "fpga": "brainwave.fpga.backend:create",
+    "fpga": "brainwave.npu.backend:create_fpga",
 }
 
 

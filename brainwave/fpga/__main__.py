@@ -23,18 +23,18 @@ def main(argv=None) -> int:
 
     from brainwave.featurizer.backend import BackendError
 
-    from .driver import NpuAccelerator, selftest_image
+    from .driver import NpuAccelerator, selftest_program
     from .hwh import OverlayError
 
     try:
         t0 = time.perf_counter()
         acc = NpuAccelerator(args.board, simulate=args.simulate)
         load_s = time.perf_counter() - t0
-        img, x, expected = selftest_image()
+        program, x, expected = selftest_program()
         times = []
         for _ in range(args.runs):
             t = time.perf_counter()
-            out = acc.run(img, x)
+            out = acc.run(program, x)
             times.append(time.perf_counter() - t)
             if out.tobytes() != expected.tobytes():
                 print("FAIL: known-answer output differs", file=sys.stderr)

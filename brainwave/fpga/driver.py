@@ -8,7 +8,7 @@ Fault handling:
   is what resets an HLS block whose ap_rst_n comes from the PS) and checked with the known-answer self-test.
 - ap_done raised but the status word still holds the sentinel the host wrote -> the kernel did not run
   ("spurious done") -> BackendUnavailableError, reset.
-- status != 0 -> BackendUnavailableError naming the status (a program the kernel rejects).
+- status != 0 -> ProgramError with the kernel's status (a program the kernel rejects).
 - corrupted output: guard words past the arena must be intact, the output must be finite; with
   `verify=True` every request runs twice and the two outputs must be byte-identical (the kernel is
   deterministic), which catches a silent bit flip. Each -> BackendUnavailableError, reset.
@@ -19,73 +19,25 @@ One request at a time (a lock); thread-safe.
 """
 from __future__ import annotations
 
-import hashlib
-import struct
+import os
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from brainwave.featurizer.backend import BackendError, BackendTimeoutError, BackendUnavailableError
-from brainwave.npu.isa import HEADER_WORDS, MAGIC
+from brainwave.npu.executor import split_batch
+from brainwave.npu.isa import Program, ProgramError, Status
+from brainwave.npu.ops import validate
 
-from .boards import BITSTREAMS_DIR, HLS_DIR, NPU_INSTANCE, compiler_isa_version, npu_ip, npu_vlnv
+from .boards import BITSTREAMS_DIR, HLS_DIR, NPU_INSTANCE, npu_ip, npu_vlnv
 from .compat import import_pynq
 from .hwh import OverlayError, check_hwh, load_manifest
 
 STATUS_SENTINEL = 0xDEADBEEF
 GUARD_WORDS = 16
 GUARD_PATTERN = np.uint32(0x7FA5A5A5)  # a NaN pattern the kernel never writes (it canonicalises NaNs)
-
-
-@dataclass
-class ProgramImage:
-    """A compiled NPU program as the device needs it: the two blobs and the header fields the host uses."""
-
-    program: bytes
-    weights: bytes
-    arena_words: int
-    input_offset: int
-    input_shape: tuple
-    output_offset: int
-    output_shape: tuple
-    key: str = field(default="")
-
-    def __post_init__(self):
-        if not self.key:
-            h = hashlib.sha256(self.program)
-            h.update(self.weights)
-            self.key = h.hexdigest()
-
-    @classmethod
-    def from_bytes(cls, program: bytes, weights: bytes) -> "ProgramImage":
-        """From raw blobs: the 64-byte header (docs/isa.md) gives offsets and shapes."""
-        program, weights = bytes(program), bytes(weights)
-        if len(program) < HEADER_WORDS * 4:
-            raise ValueError(f"program of {len(program)} bytes has no 64-byte header")
-        h = struct.unpack_from("<16I", program)
-        if h[0] != MAGIC:
-            raise ValueError(f"program magic 0x{h[0]:08X} is not 0x{MAGIC:08X}")
-        if h[1] != compiler_isa_version():
-            raise ValueError(f"program is ISA version {h[1]}, this software speaks {compiler_isa_version()}")
-        if len(weights) < h[4]:
-            raise ValueError(f"weights blob has {len(weights)} bytes, the program needs {h[4]}")
-        return cls(program, weights, h[3], h[5], tuple(h[6:9]), h[9], tuple(h[10:13]))
-
-    @classmethod
-    def from_program(cls, program) -> "ProgramImage":
-        """From brainwave.npu.isa.Program (or anything with program_bytes() and weights)."""
-        pb = program.program_bytes() if callable(getattr(program, "program_bytes", None)) else program.program
-        w = program.weights
-        w = w() if callable(w) else w
-        w = w.tobytes() if isinstance(w, np.ndarray) else bytes(w)
-        img = cls.from_bytes(pb, w)
-        for attr in ("arena_words", "input_offset", "output_offset"):
-            if hasattr(program, attr) and int(getattr(program, attr)) != getattr(img, attr):
-                raise ValueError(f"program {attr} {getattr(program, attr)} disagrees with its header")
-        return img
 
 
 def _npu_ip_class():
@@ -145,24 +97,28 @@ def npu_ip_class():
     return _ip_class
 
 
-def selftest_image() -> tuple[ProgramImage, np.ndarray, np.ndarray]:
+def selftest_program() -> tuple[Program, np.ndarray, np.ndarray]:
     """The kernel's known-answer vectors (hls/tb/vectors/smoke): program, input, expected output."""
     d = HLS_DIR / "tb" / "vectors" / "smoke"
-    img = ProgramImage.from_bytes((d / "program.bin").read_bytes(), (d / "weights.bin").read_bytes())
-    x = np.fromfile(d / "input.f32", dtype="<f4").reshape(img.input_shape)
-    expected = np.fromfile(d / "expected.f32", dtype="<f4").reshape(img.output_shape)
-    return img, x, expected
+    program = Program.from_bytes((d / "program.bin").read_bytes(), (d / "weights.bin").read_bytes())
+    x = np.fromfile(d / "input.f32", dtype="<f4").reshape(program.input_shape)
+    expected = np.fromfile(d / "expected.f32", dtype="<f4").reshape(program.output_shape)
+    return program, x, expected
 
 
 class NpuAccelerator:
-    """One NPU overlay on one PYNQ device. Thread-safe; one request at a time."""
+    """One NPU overlay on one PYNQ device: an `Executor` (brainwave.npu.executor). Thread-safe; one request at a
+    time."""
 
-    def __init__(self, board: str = "kv260", *, simulate: bool | None = None, overlay_dir: Path | None = None,
+    name = "board"
+
+    def __init__(self, board: str | None = None, *, simulate: bool | None = None, overlay_dir: Path | None = None,
                  device=None, timeout_s: float = 30.0, verify: bool = False, check_finite: bool = True,
                  selftest: bool = True, resident_bytes: int = 256 << 20):
         pynq = import_pynq()
         import pynq.ps
 
+        board = board or os.environ.get("BRAINWAVE_FPGA_BOARD", "kv260")
         self.board_name = board
         self.overlay_dir = Path(overlay_dir) if overlay_dir else BITSTREAMS_DIR / board
         self.timeout_s = float(timeout_s)
@@ -192,7 +148,7 @@ class NpuAccelerator:
                     f"no bitstream {self.bitfile} for board {board}: build it on a machine with AMD Vivado/Vitis "
                     f"(bitstreams/README.md: `make -C bitstreams BOARD={board}`) and copy npu.bit beside npu.hwh")
         self._lock = threading.Lock()
-        self._resident: ProgramImage | None = None
+        self._resident: Program | None = None
         self._buffers: dict[str, np.ndarray] = {}
         self._programs: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # key -> (program, weights), LRU order
         self.resident_bytes = int(resident_bytes)
@@ -229,20 +185,28 @@ class NpuAccelerator:
             self._buffers[name] = buf
         return buf
 
-    def _make_resident(self, img: ProgramImage) -> None:
-        """Point the device at `img`: its program and weights are copied to device memory on first use only."""
+    def load(self, program: Program) -> None:
+        """Make `program` resident: validated once (the kernel checks again on every run, as hardware must), its
+        program and weights copied to device memory."""
+        validate(program)
+        with self._lock:
+            self._make_resident(program)
+
+    def _make_resident(self, program: Program) -> None:
+        """Point the device at `program`: its blobs are copied to device memory on first use only."""
         pynq = import_pynq()
-        if self._resident is not None and self._resident.key == img.key:
+        if self._resident is not None and self._resident.digest == program.digest:
             return
-        entry = self._programs.pop(img.key, None)
+        entry = self._programs.pop(program.digest, None)
         if entry is None:
-            need = len(img.program) + len(img.weights)
+            blob = program.program_bytes()
+            need = len(blob) + len(program.weights)
             while self._programs and need + sum(p.nbytes + w.nbytes for p, w in self._programs.values()) \
                     > self.resident_bytes:
                 self._programs.pop(next(iter(self._programs)))  # least recently used
             kw = {} if self.device is None else {"target": self.device}
-            prog = np.frombuffer(img.program, dtype="<u4")
-            wts = np.frombuffer(img.weights, dtype=np.uint8)
+            prog = np.frombuffer(blob, dtype="<u4")
+            wts = np.frombuffer(program.weights, dtype=np.uint8)
             p = pynq.allocate((prog.size,), dtype=np.uint32, **kw)
             p[:] = prog
             p.flush()
@@ -251,37 +215,33 @@ class NpuAccelerator:
             w.flush()
             entry = (p, w)
             self.swaps += 1
-        self._programs[img.key] = entry  # most recently used last
+        self._programs[program.digest] = entry  # most recently used last
         self._buffers["program"], self._buffers["weights"] = entry
-        self._alloc("arena", img.arena_words + GUARD_WORDS, np.float32)
+        self._alloc("arena", program.arena_words + GUARD_WORDS, np.float32)
         self._alloc("status", 1, np.uint32)
-        self._resident = img
+        self._resident = program
 
     # ----------------------------------------------------------------------------------------- run
-    def run(self, img: ProgramImage, x: np.ndarray) -> np.ndarray:
-        """Run program `img` on input `x` (HWC float32, optional batch 1); output shaped like the program's."""
-        x = np.asarray(x, dtype=np.float32)
-        n_in = int(np.prod(img.input_shape))
-        if x.size != n_in:
-            raise ValueError(f"input has shape {x.shape}, the program expects {img.input_shape}")
+    def run(self, program: Program, x: np.ndarray) -> np.ndarray:
+        """Run `program` on input `x` ((H, W, C) or (1, H, W, C) float32); the output keeps x's batch axis."""
+        x, batched = split_batch(program, x)
         with self._lock:
             self.requests += 1
-            out = self._run_locked(img, x)
+            out = self._run_locked(program, x)
             if self.verify:
-                again = self._run_locked(img, x)
+                again = self._run_locked(program, x)
                 if out.tobytes() != again.tobytes():
                     self._reset(f"two runs of the same request gave different outputs")
                     raise BackendUnavailableError("NPU output corrupted: two runs of the same request differ; "
                                                   "the device was reset, retry the request")
-            return out
+        return out[np.newaxis] if batched else out
 
-    def _run_locked(self, img: ProgramImage, x: np.ndarray) -> np.ndarray:
-        if self._resident is None or self._resident.key != img.key:
-            self._make_resident(img)
+    def _run_locked(self, program: Program, x: np.ndarray) -> np.ndarray:
+        self._make_resident(program)
         arena, status = self._buffers["arena"], self._buffers["status"]
-        arena[: img.arena_words] = 0.0
-        arena[img.input_offset: img.input_offset + x.size] = x.reshape(-1)
-        guard = arena[img.arena_words: img.arena_words + GUARD_WORDS].view(np.uint32)
+        arena[: program.arena_words] = 0.0
+        arena[program.input_offset: program.input_offset + x.size] = x.reshape(-1)
+        guard = arena[program.arena_words: program.arena_words + GUARD_WORDS].view(np.uint32)
         guard[:] = GUARD_PATTERN
         arena.flush()
         status[0] = STATUS_SENTINEL
@@ -304,20 +264,20 @@ class NpuAccelerator:
             raise BackendUnavailableError("NPU raised ap_done without running the program (status word "
                                           "untouched); the device was reset, retry the request")
         if code != 0:
-            name = npu_ip()["status_codes"].get(str(code), "unknown")
-            raise BackendUnavailableError(f"NPU rejected the program: status {code} ({name})")
+            raise ProgramError(Status(code) if code in set(Status) else Status.BAD_FIELD,
+                               "the NPU refused the program")
         arena.invalidate()
-        if not np.array_equal(arena[img.arena_words: img.arena_words + GUARD_WORDS].view(np.uint32),
+        if not np.array_equal(arena[program.arena_words: program.arena_words + GUARD_WORDS].view(np.uint32),
                               np.full(GUARD_WORDS, GUARD_PATTERN, np.uint32)):
             self._reset("guard words past the arena were overwritten")
             raise BackendUnavailableError("NPU output corrupted: it wrote past the arena; the device was reset")
-        n_out = int(np.prod(img.output_shape))
-        out = np.array(arena[img.output_offset: img.output_offset + n_out], dtype=np.float32, copy=True)
+        n_out = int(np.prod(program.output_shape))
+        out = np.array(arena[program.output_offset: program.output_offset + n_out], dtype=np.float32, copy=True)
         if self.check_finite and not np.isfinite(out).all():
             self._reset("non-finite values in the output")
             raise BackendUnavailableError(f"NPU output corrupted: {int((~np.isfinite(out)).sum())} non-finite "
                                           "values; the device was reset, retry the request")
-        return out.reshape(img.output_shape)
+        return out.reshape(program.output_shape)
 
     # ----------------------------------------------------------------------------------------- recovery
     def _reset(self, reason: str) -> None:
@@ -335,10 +295,10 @@ class NpuAccelerator:
             raise BackendUnavailableError(f"resetting the NPU after '{reason}' failed: {exc}") from exc
 
     def _selftest(self) -> None:
-        img, x, expected = selftest_image()
+        program, x, expected = selftest_program()
         saved_verify, self.verify = self.verify, False
         try:
-            got = self._run_locked(img, x)
+            got = self._run_locked(program, x)
         except BackendError as exc:
             raise BackendUnavailableError(f"NPU self-test failed: {exc}") from exc
         finally:
@@ -350,23 +310,14 @@ class NpuAccelerator:
         with self._lock:
             self._reset("requested")
 
+    def unload(self, program: Program) -> None:
+        with self._lock:
+            self._programs.pop(program.digest, None)
+            if self._resident is not None and self._resident.digest == program.digest:
+                self._resident = None
+
     def close(self) -> None:
         with self._lock:
             self._buffers.clear()
             self._programs.clear()
             self._resident = None
-
-
-_shared: dict[tuple, NpuAccelerator] = {}
-_shared_lock = threading.Lock()
-
-
-def shared_accelerator(board: str, **kwargs) -> NpuAccelerator:
-    """One accelerator per (board, options) per process: models share the device and swap their weights."""
-    key = (board, tuple(sorted(kwargs.items())))
-    with _shared_lock:
-        acc = _shared.get(key)
-        if acc is None:
-            acc = NpuAccelerator(board, **kwargs)
-            _shared[key] = acc
-        return acc

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from brainwave.npu.isa import HEADER_WORDS, INSN_WORDS, decode_header
+
 from .boards import Board, get_board, npu_ip
 from .hwh import OverlayError, parse_hwh
 
@@ -152,9 +154,9 @@ class SimNpu:
             return
         board = self.board
         try:
-            prog_head = board.ddr_view(ptrs["program"], 64, np.uint32)
-            n_insn, arena_words, weights_bytes = int(prog_head[2]), int(prog_head[3]), int(prog_head[4])
-            program = board.ddr_view(ptrs["program"], 64 + 128 * min(n_insn, 1 << 20), np.uint32)
+            head = decode_header(board.ddr_view(ptrs["program"], HEADER_WORDS * 4, np.uint8))
+            n_insn, arena_words, weights_bytes = head["num_instructions"], head["arena_words"], head["weights_bytes"]
+            program = board.ddr_view(ptrs["program"], 4 * (HEADER_WORDS + INSN_WORDS * min(n_insn, 1 << 20)), np.uint32)
             weights = board.ddr_view(ptrs["weights"], max(weights_bytes, 1), np.uint8)
             arena = board.ddr_view(ptrs["arena"], 4 * max(arena_words, 1), np.float32)
             status = board.ddr_view(ptrs["status"], 4, np.uint32)
@@ -166,9 +168,7 @@ class SimNpu:
         if abort.is_set():
             return
         if fault in ("corrupt_output", "bitflip_output") and status[0] == 0:
-            out_off = int(prog_head[9])
-            out_n = int(prog_head[10]) * int(prog_head[11]) * int(prog_head[12])
-            i = out_off + out_n // 2
+            i = head["output_offset"] + head["output_h"] * head["output_w"] * head["output_c"] // 2
             if fault == "corrupt_output":
                 arena[i] = np.float32("nan")
             else:

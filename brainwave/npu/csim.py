@@ -5,9 +5,9 @@ entry point is the same function the FPGA runs:
 
     void npu_run(const uint32_t *program, const uint8_t *weights, float *arena, uint32_t *status)
 
-`run_csim(program, x)` owns the buffers (arena sized from the program header, input written at
-`input_offset`, output read at `output_offset`) and returns the output with the kernel's wall time.
-`call_npu_run` is the raw call on caller-owned buffers (what the simulated board uses).
+`CsimExecutor` is the kernel as an executor (brainwave.npu.executor): it owns the buffers (arena sized from
+the program, input written at `input_offset`, output read at `output_offset`). `call_npu_run` is the raw call
+on caller-owned buffers (what the simulated board uses).
 Set BRAINWAVE_NPU_LIB to use a prebuilt library elsewhere (then nothing is built).
 """
 from __future__ import annotations
@@ -17,13 +17,15 @@ import os
 import struct
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
 
 from brainwave.errors import BrainwaveError
 
-from .isa import HEADER_WORDS, MAGIC, STATUS_TEXT
+from .executor import split_batch
+from .isa import HEADER_WORDS, MAGIC, STATUS_TEXT, Program, ProgramError, Status
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -78,6 +80,48 @@ def call_npu_run(program: np.ndarray, weights: np.ndarray, arena: np.ndarray, st
     if not arena.flags.writeable or not status.flags.writeable:
         raise TypeError("arena and status must be writeable")
     load_library().npu_run(program.ctypes.data, weights.ctypes.data, arena.ctypes.data, status.ctypes.data)
+
+
+class CsimExecutor:
+    """The HLS kernel's C simulation as an `Executor` (brainwave.npu.executor). It validates nothing itself:
+    the kernel does, on every run, exactly as on the board, and a refusal is a ProgramError with its status."""
+
+    name = "csim"
+
+    def __init__(self) -> None:
+        self._loaded: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def load(self, program: Program) -> None:
+        self._blobs(program)
+
+    def unload(self, program: Program) -> None:
+        self._loaded.pop(id(program), None)
+
+    def _blobs(self, program: Program) -> tuple[np.ndarray, np.ndarray]:
+        key = id(program)
+        if key not in self._loaded:
+            words = np.frombuffer(program.program_bytes(), dtype="<u4").astype(np.uint32)
+            weights = np.frombuffer(program.weights, dtype=np.uint8).copy() if program.weights else np.zeros(1, np.uint8)
+            self._loaded[key] = (words, weights)
+            weakref.finalize(program, self._loaded.pop, key, None)
+        return self._loaded[key]
+
+    def run(self, program: Program, x: np.ndarray) -> np.ndarray:
+        x, batched = split_batch(program, x)
+        words, weights = self._blobs(program)
+        arena = np.zeros(max(program.arena_words, 1), dtype=np.float32)
+        if program.input_offset + x.size <= program.arena_words:  # else the kernel says OUT_OF_BOUNDS
+            arena[program.input_offset:program.input_offset + x.size] = x.reshape(-1)
+        status = np.full(1, 0xFFFFFFFF, dtype=np.uint32)
+        call_npu_run(words, weights, arena, status)
+        if int(status[0]) != Status.OK:
+            raise ProgramError(Status(int(status[0])), "the HLS kernel refused the program")
+        n = int(np.prod(program.output_shape))
+        out = arena[program.output_offset:program.output_offset + n].reshape(program.output_shape).copy()
+        return out[np.newaxis] if batched else out
+
+    def close(self) -> None:
+        self._loaded.clear()
 
 
 def _blobs(program) -> tuple[bytes, bytes]:

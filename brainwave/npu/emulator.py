@@ -13,7 +13,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .isa import Activation, Instruction, Opcode, Program, validate
+from .isa import Activation, Instruction, Opcode, Program
+from .ops import validate
 from .numerics import BLOCK, Precision, canonicalize_nan, dequantize_blocks, quantize_dequantize, unpack_mantissas
 
 F32 = np.float32

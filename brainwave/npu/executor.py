@@ -12,6 +12,7 @@ executor found it.
 from __future__ import annotations
 
 import importlib
+import threading
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -31,17 +32,23 @@ class Executor(Protocol):
         """Run `program` on one input (loading it first if needed); float32, shaped like the program output."""
         ...
 
+    def unload(self, program: Program) -> None:
+        """Forget what `load` kept for `program` (other programs stay loaded)."""
+        ...
+
     def close(self) -> None:
         """Free everything `load` kept."""
         ...
 
 
-# name -> "module:factory"; imported lazily (the simulated board needs PYNQ, C-sim a compiler).
+# name -> "module:class"; imported lazily (the simulated board needs PYNQ, C-sim a compiler).
 _EXECUTORS: dict[str, str] = {
     "native": "brainwave.npu.native:NativeExecutor",
     "csim": "brainwave.npu.csim:CsimExecutor",
-    "board": "brainwave.fpga.driver:board_executor",
+    "board": "brainwave.fpga.driver:NpuAccelerator",
 }
+_shared: dict[tuple, Executor] = {}
+_shared_lock = threading.Lock()
 
 
 def executor_names() -> list[str]:
@@ -55,6 +62,16 @@ def create_executor(name: str, **options) -> Executor:
         raise ValueError(f"unknown NPU executor {name!r}; choose one of {', '.join(_EXECUTORS)}") from None
     module_name, factory = target.split(":")
     return getattr(importlib.import_module(module_name), factory)(**options)
+
+
+def shared_executor(name: str, **options) -> Executor:
+    """One executor per (name, options) in the process: the models served side by side share its threads, or
+    its device, instead of each creating their own."""
+    key = (name, tuple(sorted(options.items())))
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = create_executor(name, **options)
+        return _shared[key]
 
 
 def split_batch(program: Program, x: np.ndarray) -> tuple[np.ndarray, bool]:

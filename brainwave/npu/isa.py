@@ -7,6 +7,8 @@ weights blob. `python -m brainwave.npu.isa --c-header` prints hls/src/npu_isa.h.
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import json
 import struct
 import sys
@@ -154,16 +156,21 @@ class Instruction:
             return taps * -(-self.in_c // BLOCK)
         return self.out_c * taps * -(-(self.in_c // max(self.groups, 1)) // BLOCK)
 
-    @property
-    def macs(self) -> int:
-        if self.opcode != Opcode.CONV2D:
-            return 0
-        return self.out_h * self.out_w * self.out_c * self.kernel_h * self.kernel_w * (self.in_c // self.groups)
 
 
-@dataclass
+def decode_header(program: bytes | memoryview) -> dict[str, int]:
+    """The 64-byte header's fields by name (HEADER_FIELDS): the one place header words are read by position."""
+    if len(program) < HEADER_WORDS * 4:
+        raise ProgramError(Status.BAD_FIELD, f"{len(program)} bytes is shorter than the 64-byte header")
+    return dict(zip(HEADER_FIELDS, struct.unpack_from(f"<{len(HEADER_FIELDS)}I", program)))
+
+
+@dataclass(eq=False)
 class Program:
-    """A compiled program: instructions, the weights blob and the arena layout (header fields)."""
+    """A compiled program: instructions, the weights blob and the arena layout (header fields).
+
+    Executors keep what they derive from a program (repacked weights, device buffers) per Program object, so a
+    program is not meant to be changed once built; `digest` identifies its contents."""
 
     instructions: list[Instruction]
     weights: bytes
@@ -194,9 +201,7 @@ class Program:
     def from_bytes(cls, program: bytes, weights: bytes, names: list[str] | None = None) -> "Program":
         """Decode blobs; checks the framing (magic, version, sizes) so a truncated file is an error here."""
         program = bytes(program)
-        if len(program) < HEADER_WORDS * 4:
-            raise ProgramError(Status.BAD_FIELD, f"{len(program)} bytes is shorter than the 64-byte header")
-        h = dict(zip(HEADER_FIELDS, struct.unpack_from(f"<{len(HEADER_FIELDS)}I", program)))
+        h = decode_header(program)
         if h["magic"] != MAGIC:
             raise ProgramError(Status.BAD_MAGIC, f"magic 0x{h['magic']:08X} is not 0x{MAGIC:08X} (not an NPU program)")
         if h["isa_version"] != ISA_VERSION:
@@ -219,6 +224,13 @@ class Program:
                    (h["input_h"], h["input_w"], h["input_c"]), h["output_offset"],
                    (h["output_h"], h["output_w"], h["output_c"]))
 
+    @functools.cached_property
+    def digest(self) -> str:
+        """sha256 of the program and weights blobs: the identity of what a device must hold to run it."""
+        h = hashlib.sha256(self.program_bytes())
+        h.update(self.weights)
+        return h.hexdigest()
+
     # --- files: one zip holding program.bin, weights.bin (what the HLS test bench reads) and layers.json
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -236,101 +248,6 @@ class Program:
             names = json.loads(z.read("layers.json")) if "layers.json" in z.namelist() else None
             return cls.from_bytes(z.read("program.bin"), z.read("weights.bin"), names)
 
-    @property
-    def macs(self) -> int:
-        return sum(i.macs for i in self.instructions)
-
-
-# --------------------------------------------------------------------------------------------------------
-# Validation: the kernel's rules (hls/src/npu_kernel.cpp `validate`), so the emulator refuses exactly the
-# programs the hardware refuses, with the same status.
-
-def _tensor_fits(offset: int, h: int, w: int, c: int, limit: int) -> bool:
-    return offset + h * w * c <= limit
-
-
-def _check_fields(d: Instruction) -> str | None:
-    """Why `d` has a field the kernel cannot execute (status BAD_FIELD), or None."""
-    if d.activation > Activation.RELU6:
-        return f"activation code {d.activation}"
-    op = d.opcode
-    if op == Opcode.CONV2D:
-        if d.precision not in set(Precision):
-            return f"precision code {d.precision}"
-        if d.groups == 0 or d.in_c % d.groups or d.out_c % d.groups:
-            return f"groups {d.groups} must divide in_c {d.in_c} and out_c {d.out_c}"
-        if not (0 < d.in_c <= MAX_CHANNELS and 0 < d.out_c <= MAX_CHANNELS):
-            return f"channels {d.in_c}->{d.out_c} outside 1..{MAX_CHANNELS}"
-        if 0 in (d.kernel_h, d.kernel_w, d.stride_h, d.stride_w) or d.has_residual > 1:
-            return "zero kernel/stride or has_residual > 1"
-        if d.weight_mant_offset % 16 or d.bias_offset % 4:
-            return "weight_mant_offset must be 16-aligned and bias_offset 4-aligned"
-    elif op in (Opcode.MAXPOOL, Opcode.AVGPOOL):
-        if 0 in (d.kernel_h, d.kernel_w, d.stride_h, d.stride_w) or d.out_c != d.in_c:
-            return "pool with zero kernel/stride or out_c != in_c"
-    elif op == Opcode.GLOBAL_AVGPOOL:
-        if (d.out_h, d.out_w, d.out_c) != (1, 1, d.in_c) or d.in_c > MAX_CHANNELS:
-            return f"global average pool output must be 1x1x{d.in_c} (C <= {MAX_CHANNELS})"
-    elif op in (Opcode.ADD, Opcode.ACTIVATION):
-        if d.out_shape != d.in_shape:
-            return f"output {d.out_shape} differs from input {d.in_shape}"
-    elif op == Opcode.PAD:
-        if (d.out_c != d.in_c or d.out_h != d.in_h + d.pad_top + d.pad_bottom
-                or d.out_w != d.in_w + d.pad_left + d.pad_right):
-            return f"pad output {d.out_shape} is not input {d.in_shape} plus the pads"
-    return None
-
-
-def _check_bounds(d: Instruction, arena_words: int, weights_bytes: int) -> str | None:
-    if not _tensor_fits(d.in_offset, d.in_h, d.in_w, d.in_c, arena_words):
-        return "input tensor outside the arena"
-    if not _tensor_fits(d.out_offset, d.out_h, d.out_w, d.out_c, arena_words):
-        return "output tensor outside the arena"
-    if d.opcode == Opcode.ADD and not _tensor_fits(d.in2_offset, d.in_h, d.in_w, d.in_c, arena_words):
-        return "second operand outside the arena"
-    if d.opcode == Opcode.CONV2D:
-        if d.has_residual and not _tensor_fits(d.residual_offset, d.out_h, d.out_w, d.out_c, arena_words):
-            return "residual tensor outside the arena"
-        blocks = d.weight_blocks
-        bpb = Precision(d.precision).block_bytes
-        if (d.weight_mant_offset + blocks * bpb > weights_bytes or d.weight_exp_offset + blocks > weights_bytes
-                or d.bias_offset + 4 * d.out_c > weights_bytes):
-            return "weights outside the weights blob"
-    return None
-
-
-def _check_weight_exponents(d: Instruction, weights: bytes) -> str | None:
-    """A CONV2D's block exponents outside [EXP_MIN, EXP_MAX] would take the scale 2^(Ea+Ew-(Ma-1)-(Mw-1)) out
-    of float32's normal range, where the kernel and the emulator no longer agree (docs/numerics.md)."""
-    if d.opcode != Opcode.CONV2D:
-        return None
-    exps = memoryview(weights)[d.weight_exp_offset:d.weight_exp_offset + d.weight_blocks].cast("b")
-    if exps and not (EXP_MIN <= min(exps) and max(exps) <= EXP_MAX):
-        return f"weight block exponent outside [{EXP_MIN}, {EXP_MAX}] (min {min(exps)}, max {max(exps)})"
-    return None
-
-
-def validate(program: Program) -> None:
-    """Raise ProgramError with the kernel's status for the first problem, in the kernel's order."""
-    if program.isa_version != ISA_VERSION:
-        raise ProgramError(Status.BAD_VERSION, f"ISA version {program.isa_version}, expected {ISA_VERSION}")
-    aw = program.arena_words
-    if not (_tensor_fits(program.input_offset, *program.input_shape, aw)
-            and _tensor_fits(program.output_offset, *program.output_shape, aw)):
-        raise ProgramError(Status.OUT_OF_BOUNDS, "program input or output outside the arena")
-    for i, d in enumerate(program.instructions):
-        where = f"instruction {i}" + (f" ({d.name})" if d.name else "")
-        if d.opcode not in set(Opcode):
-            raise ProgramError(Status.BAD_OPCODE, f"{where}: opcode {d.opcode}")
-        problem = _check_fields(d)
-        if problem:
-            raise ProgramError(Status.BAD_FIELD, f"{where}: {problem}")
-        problem = _check_bounds(d, aw, len(program.weights))
-        if problem:
-            raise ProgramError(Status.OUT_OF_BOUNDS, f"{where}: {problem}")
-        problem = _check_weight_exponents(d, program.weights)
-        if problem:
-            raise ProgramError(Status.BAD_FIELD, f"{where}: {problem}")
 
 
 # --------------------------------------------------------------------------------------------------------

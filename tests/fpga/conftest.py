@@ -20,6 +20,6 @@ def accel():
 
 @pytest.fixture(scope="module")
 def smoke():
-    from brainwave.fpga.driver import selftest_image
+    from brainwave.fpga.driver import selftest_program
 
-    return selftest_image()
+    return selftest_program()

@@ -13,7 +13,7 @@ from brainwave.fpga.boards import TARGETS
 
 def test_estimate_of_smoke_program_from_instructions(smoke):
     img, _, _ = smoke
-    layers = perf.layers_from_program(img.program)
+    layers = perf.layers_from_program(img)
     assert [L.op for L in layers][:1] == ["PAD"]
     est = perf.estimate_layers(layers, "kv260")
     assert est.total_cycles > 0

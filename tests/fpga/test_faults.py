@@ -73,15 +73,16 @@ def test_failed_selftest_after_reset_is_unavailable(fresh, smoke):
 def test_fpga_backend_interface(fresh, smoke):
     import numpy as np
 
-    from brainwave.fpga.backend import FpgaBackend
+    from brainwave.featurizer.backend import BackendError
+    from brainwave.npu.backend import NpuBackend
 
-    img, x, expected = smoke
-    be = FpgaBackend(fresh, img)
+    program, x, expected = smoke
+    be = NpuBackend("fpga", fresh, program, expected.shape)
     assert be.name == "fpga"
     out = be.run(x[np.newaxis])
     assert out.shape == (1, *expected.shape) and out.tobytes() == expected.tobytes()
     with pytest.raises(ValueError, match="expected an image of shape"):
         be.run(x)
     be.close()
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(BackendError, match="closed"):
         be.run(x[np.newaxis])

@@ -42,7 +42,7 @@ def test_fpga_backend_equals_emulator_bytes(model_ref):
         bad = np.flatnonzero(a != b)
         assert bad.size == 0, f"{model_ref}: {bad.size}/{a.size} floats differ, first at {bad[0]}"
         assert np.isfinite(got).all() and np.count_nonzero(got) > got.size // 4
-        acc = fpga.accelerator
+        acc = fpga.executor
         swaps = acc.swaps
         assert fpga.run(x).tobytes() == got.tobytes()  # second request: weights already resident
         assert acc.swaps == swaps

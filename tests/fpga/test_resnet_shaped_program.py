@@ -22,14 +22,13 @@ def resnet_program():
 def test_fpga_path_equals_direct_kernel_call(accel, resnet_program):
     from skimage import data
 
-    from brainwave.fpga.driver import ProgramImage
-    from brainwave.npu import csim
+    from brainwave.npu.csim import CsimExecutor
+    from brainwave.npu.isa import Program
 
-    program, weights = resnet_program
-    img = ProgramImage.from_bytes(program, weights)
+    img = Program.from_bytes(*resnet_program)
     assert img.input_shape == (224, 224, 3)
     photo = data.chelsea()[:224, 50:274].astype(np.float32) / np.float32(255.0)
-    want, _ = csim.run_program_bytes(program, weights, photo)
+    want = CsimExecutor().run(img, photo)
     got = accel.run(img, photo)
     assert got.shape == want.shape == (1, 1, 2048)
     assert got.tobytes() == want.tobytes()
@@ -54,11 +53,11 @@ def test_deadline_shorter_than_the_kernel(resnet_program):
     """A real run that outlasts its deadline: DEADLINE_EXCEEDED, the PL is reset (the late run's results are
     discarded), and the next request with a sufficient deadline is exact."""
     from brainwave.featurizer.backend import BackendTimeoutError
-    from brainwave.fpga.driver import NpuAccelerator, ProgramImage
-    from brainwave.npu import csim
+    from brainwave.fpga.driver import NpuAccelerator
+    from brainwave.npu.csim import CsimExecutor
+    from brainwave.npu.isa import Program
 
-    program, weights = resnet_program
-    img = ProgramImage.from_bytes(program, weights)
+    img = Program.from_bytes(*resnet_program)
     x = np.random.default_rng(1).normal(0, 1, img.input_shape).astype(np.float32)
     acc = NpuAccelerator("kv260", simulate=True, timeout_s=0.05)
     try:
@@ -66,7 +65,7 @@ def test_deadline_shorter_than_the_kernel(resnet_program):
             acc.run(img, x)
         assert acc.resets == 1
         acc.timeout_s = 60.0
-        want, _ = csim.run_program_bytes(program, weights, x)
+        want = CsimExecutor().run(img, x)
         assert acc.run(img, x).tobytes() == want.tobytes()
     finally:
         acc.close()

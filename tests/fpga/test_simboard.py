@@ -70,24 +70,24 @@ def test_done_is_clear_on_read_and_kernel_runs_on_worker(accel, smoke):
 
 
 def test_bad_program_status_reported(accel, smoke):
-    from brainwave.featurizer.backend import BackendUnavailableError
-    from brainwave.fpga.driver import ProgramImage
+    """The kernel on the board refuses a program (here one `load` would have refused too): its status comes back."""
+    from brainwave.npu.isa import Program, ProgramError, Status
 
     img, x, expected = smoke
-    prog = bytearray(img.program)
+    prog = bytearray(img.program_bytes())
     prog[64:68] = (99).to_bytes(4, "little")  # opcode 99 in the first instruction
-    bad = ProgramImage(bytes(prog), img.weights, img.arena_words, img.input_offset, img.input_shape,
-                       img.output_offset, img.output_shape)
-    with pytest.raises(BackendUnavailableError, match=r"status 3 \(bad opcode\)"):
+    bad = Program.from_bytes(bytes(prog), img.weights)
+    with pytest.raises(ProgramError, match=r"bad opcode \(status 3\)") as info:
         accel.run(bad, x)
+    assert info.value.status == Status.BAD_OPCODE
     assert accel.run(img, x).tobytes() == expected.tobytes()
 
 
 def _variant(img, pad: int):
-    from brainwave.fpga.driver import ProgramImage
+    """The same program with `pad` more (unused) weight bytes: another program to keep resident."""
+    import dataclasses
 
-    return ProgramImage(img.program, img.weights + b"\0" * pad, img.arena_words, img.input_offset,
-                        img.input_shape, img.output_offset, img.output_shape)
+    return dataclasses.replace(img, weights=img.weights + b"\0" * pad)
 
 
 def test_weights_resident_and_copied_once_per_program(accel, smoke):
@@ -114,13 +114,13 @@ def test_resident_budget_evicts_least_recently_used(smoke):
     from brainwave.fpga.driver import NpuAccelerator
 
     img, x, expected = smoke
-    size = len(img.program) + len(img.weights)
+    size = len(img.program_bytes()) + len(img.weights)
     acc = NpuAccelerator("kv260", simulate=True, resident_bytes=2 * size + 100, selftest=False)
     a, b, c = img, _variant(img, 16), _variant(img, 32)
     for p in (a, b, a, c, a, b):  # c evicts b (a was used more recently), then b evicts c
         assert acc.run(p, x).tobytes() == expected.tobytes()
     assert acc.swaps == 4  # a, b, c, b
-    assert set(acc._programs) == {a.key, b.key}
+    assert set(acc._programs) == {a.digest, b.digest}
     acc.close()
 
 

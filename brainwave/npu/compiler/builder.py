@@ -14,7 +14,8 @@ import numpy as np
 
 from brainwave.errors import BrainwaveError
 
-from ..isa import Activation, Instruction, Opcode, Program, validate
+from ..isa import Activation, Instruction, Opcode, Program
+from ..ops import validate
 from ..numerics import DEFAULT_PRECISION, Precision
 from .packing import WeightsBlob
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from brainwave.npu.executor import split_batch
-from brainwave.npu.isa import Program, validate
+from brainwave.npu.isa import Program
+from brainwave.npu.ops import validate
 
 from ._library import SIMD_PATHS, Library, NativeError
 
@@ -76,6 +77,16 @@ class NativeExecutor:
 
     def load(self, program: Program) -> None:
         self._handle(program)
+
+    def unload(self, program: Program) -> None:
+        """Free `program`'s native copy, once no run is in flight (a run may be using it)."""
+        with self._lock:
+            while self._running:
+                self._idle.wait()
+            entry = self._loaded.pop(id(program), None)
+        if entry is not None:
+            entry.finalizer.detach()
+            self._lib.free_program(entry.handle)
 
     def run(self, program: Program, x: np.ndarray) -> np.ndarray:
         x, batched = split_batch(program, x)
