@@ -166,7 +166,7 @@ TARGETS: dict[str, Target] = {
                replace(_K26_NPU, ddr_gbps=21.3), "zcu104"),
         Target("pynq-z2", "TUL PYNQ-Z2 (Zynq-7020, 16-bit DDR3-1050): small demo configuration", Z7020,
                NpuConfig(clock_mhz=100.0, pixels=2, dsp_cols=4, interleave=4, adder_latency=4, pack=1, lb_blocks=4096,
-                         wbuf_bytes=32_768, port_bits=64, pool_floats=8192, absorb_blocks=1, pool_lanes=16, ddr_gbps=2.1, ddr_efficiency=0.7,
+                         wbuf_bytes=65_536, port_bits=64, pool_floats=8192, absorb_blocks=1, pool_lanes=16, ddr_gbps=2.1, ddr_efficiency=0.7,
                          design_weight_ports=1, design_arena_ports=1), "pynq-z2"),
         Target("u250", "AMD Alveo U250 (4x DDR4-2400 banks; XRT shell, no PYNQ overlay here)", VU13P_U250,
                NpuConfig(clock_mhz=300.0, pixels=8, dsp_cols=64, interleave=8, adder_latency=6, pack=2, lb_blocks=65_536,
