@@ -1,14 +1,16 @@
 """Serving overhead and throughput: in-process Pipeline.run vs end-to-end gRPC Predict, same pipeline and image.
 
-    python benchmarks/serving.py [--pipeline resnet50] [--backend float] [--requests 40] [--json OUT]
+    python benchmarks/serving.py [--pipeline efficientnet-lite0] [--backends emulator float] [--seconds 10]
+                                 [--json OUT]
 
-Measured side by side in one run:
-  * in-process `Pipeline.run` latency (p50 / p99)
+Measured side by side in one run, per backend:
+  * in-process `Pipeline.run` latency (p50 / p99) and each stage's median time
   * gRPC Predict latency at 1 client against `brainwave serve` in its own process (p50 / p99) and the
     overhead between the two
-  * the same overhead on a tiny pipeline (a few microseconds of TensorFlow), where it is not hidden in the
-    network's run-to-run noise
-  * throughput (requests/s) and latency at 1, 4 and 8 concurrent clients
+  * throughput (requests/s), p50 and p99 at 1, 2, 4 and 8 concurrent closed-loop clients, next to the
+    pipeline's bound 1 / (slowest stage time) and the 1-client throughput
+and once, the same overhead on a tiny pipeline (a few microseconds of TensorFlow), where it is not hidden in
+the network's run-to-run noise.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from rich.table import Table
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "samples"))
-from quickstart import free_port, load_builder, wait_until_serving  # noqa: E402
+from quickstart import DEMO_PHOTO, free_port, load_builder, wait_until_serving  # noqa: E402
 
 console = Console()
 
@@ -72,8 +74,7 @@ class Server:
         command = [sys.executable, "-m", "brainwave.cli", "serve", str(model_zip), "--host", "127.0.0.1", "--port", str(self.port)]
         if backend:
             command += ["--backend", backend]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until_serving(self.address, self.process, timeout=900)
 
     def stop(self) -> None:
@@ -87,7 +88,12 @@ def measure_overhead(model_zip: Path, backend: str | None, image: bytes, count: 
 
     pipeline = Pipeline.load(model_zip, backend=backend)
     time_calls(lambda: pipeline.run(image), 3)
-    in_process = time_calls(lambda: pipeline.run(image), count)
+    in_process, stages = [], []
+    for _ in range(count):
+        start = time.perf_counter()
+        stages.append(pipeline.run(image).stage_seconds)
+        in_process.append(time.perf_counter() - start)
+    labels = pipeline.stage_labels
     pipeline.close()
     server = Server(model_zip, backend)
     try:
@@ -97,26 +103,37 @@ def measure_overhead(model_zip: Path, backend: str | None, image: bytes, count: 
     finally:
         server.stop()
     a, b = percentiles(in_process), percentiles(grpc_calls)
-    return {"in_process": a, "grpc": b, "overhead_p50_ms": b["p50_ms"] - a["p50_ms"], "overhead_p99_ms": b["p99_ms"] - a["p99_ms"]}
+    stage_ms = {label: float(np.median([s[i] for s in stages]) * 1000) for i, label in enumerate(labels)}
+    return {"in_process": a, "grpc": b, "overhead_p50_ms": b["p50_ms"] - a["p50_ms"],
+            "overhead_p99_ms": b["p99_ms"] - a["p99_ms"], "stage_median_ms": stage_ms}
 
 
-def measure_throughput(address: str, image: bytes, clients: int, requests_per_client: int) -> dict:
+def measure_throughput(address: str, image: bytes, clients: int, seconds: float) -> dict:
+    """Closed loop: `clients` threads each send a request as soon as the previous one answers, for `seconds`."""
     from brainwave.client import PredictionClient
 
     latencies: list[float] = []
     lock = threading.Lock()
+    barrier = threading.Barrier(clients + 1)
 
     def worker():
         with PredictionClient(address) as client:
-            client.score_image(image)
-            own = time_calls(lambda: client.score_image(image), requests_per_client)
+            client.score_image(image)  # connected and warm before the clock starts
+            barrier.wait()
+            own = []
+            while time.perf_counter() < stop:
+                begin = time.perf_counter()
+                client.score_image(image)
+                own.append(time.perf_counter() - begin)
         with lock:
             latencies.extend(own)
 
     threads = [threading.Thread(target=worker) for _ in range(clients)]
-    start = time.perf_counter()
     for t in threads:
         t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    stop = start + seconds
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
@@ -125,32 +142,39 @@ def measure_throughput(address: str, image: bytes, clients: int, requests_per_cl
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pipeline", default="resnet50")
-    parser.add_argument("--backend", default="float")
-    parser.add_argument("--requests", type=int, default=40, help="timed requests per measurement (per client for throughput)")
+    parser.add_argument("--pipeline", default="efficientnet-lite0", choices=["efficientnet-lite0", "resnet50"])
+    parser.add_argument("--backends", nargs="+", default=["emulator", "float"])
+    parser.add_argument("--requests", type=int, default=40, help="timed requests per latency measurement")
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each throughput level")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
-    import skimage
-
-    image = (Path(skimage.__file__).parent / "data" / "chelsea.png").read_bytes()
+    image = DEMO_PHOTO.read_bytes()
     workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     with console.status("building pipelines..."):
         model_zip = load_builder(args.pipeline).build_model_zip(workdir / args.pipeline / "model.zip")
         tiny_zip = tiny_pipeline_zip(workdir)
-    results = {"pipeline": args.pipeline, "backend": args.backend, "image": "chelsea.png", "cpus": os.cpu_count()}
+    results = {"pipeline": args.pipeline, "image": DEMO_PHOTO.name, "cpus": os.cpu_count(), "backends": {}}
     with console.status("tiny pipeline: in-process vs gRPC..."):
         results["tiny_pipeline"] = measure_overhead(tiny_zip, None, image, args.requests * 5)
-    with console.status(f"{args.pipeline}: in-process vs gRPC..."):
-        results["pipeline_overhead"] = measure_overhead(model_zip, args.backend, image, args.requests)
-    server = Server(model_zip, args.backend)
-    try:
-        results["throughput"] = []
-        for clients in (1, 4, 8):
-            with console.status(f"{args.pipeline}: {clients} concurrent clients..."):
-                per_client = max(3, args.requests // clients)
-                results["throughput"].append(measure_throughput(server.address, image, clients, per_client))
-    finally:
-        server.stop()
+    for backend in args.backends:
+        entry = results["backends"][backend] = {}
+        with console.status(f"{args.pipeline} on {backend}: in-process vs gRPC..."):
+            entry["overhead"] = measure_overhead(model_zip, backend, image, args.requests)
+        bound = 1000.0 / max(entry["overhead"]["stage_median_ms"].values())
+        entry["bound_requests_per_s"] = bound
+        server = Server(model_zip, backend)
+        try:
+            entry["throughput"] = []
+            for clients in args.clients:
+                with console.status(f"{args.pipeline} on {backend}: {clients} concurrent clients..."):
+                    entry["throughput"].append(measure_throughput(server.address, image, clients, args.seconds))
+        finally:
+            server.stop()
+        single = entry["throughput"][0]["requests_per_s"]
+        for level in entry["throughput"]:
+            level["of_one_client"] = level["requests_per_s"] / single
+            level["of_bound"] = level["requests_per_s"] / bound
     print_report(results)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -160,19 +184,25 @@ def main() -> int:
 
 
 def print_report(results: dict) -> None:
-    table = Table(title=f"in-process vs gRPC Predict (ms), backend {results['backend']}")
-    for column in ("pipeline", "in-process p50", "gRPC p50", "overhead p50", "in-process p99", "gRPC p99", "overhead p99"):
+    table = Table(title=f"in-process vs gRPC Predict (ms), {results['pipeline']}")
+    for column in ("pipeline", "backend", "in-process p50", "gRPC p50", "overhead p50", "in-process p99", "gRPC p99",
+                   "overhead p99", "stages (median ms)"):
         table.add_column(column, justify="right")
-    for label, key in (("tiny (decode + mean)", "tiny_pipeline"), (results["pipeline"], "pipeline_overhead")):
-        r = results[key]
-        table.add_row(label, f"{r['in_process']['p50_ms']:.2f}", f"{r['grpc']['p50_ms']:.2f}", f"{r['overhead_p50_ms']:.2f}",
-                      f"{r['in_process']['p99_ms']:.2f}", f"{r['grpc']['p99_ms']:.2f}", f"{r['overhead_p99_ms']:.2f}")
+    rows = [("tiny (decode + mean)", "-", results["tiny_pipeline"])]
+    rows += [(results["pipeline"], backend, e["overhead"]) for backend, e in results["backends"].items()]
+    for label, backend, r in rows:
+        stages = " / ".join(f"{ms:.1f}" for ms in r["stage_median_ms"].values())
+        table.add_row(label, backend, f"{r['in_process']['p50_ms']:.2f}", f"{r['grpc']['p50_ms']:.2f}",
+                      f"{r['overhead_p50_ms']:.2f}", f"{r['in_process']['p99_ms']:.2f}", f"{r['grpc']['p99_ms']:.2f}",
+                      f"{r['overhead_p99_ms']:.2f}", stages)
     console.print(table)
-    table = Table(title=f"throughput, {results['pipeline']} on {results['cpus']} CPUs")
-    for column in ("clients", "requests", "req/s", "p50 ms", "p99 ms"):
+    table = Table(title=f"throughput, {results['pipeline']} on {results['cpus']} CPUs (closed loop)")
+    for column in ("backend", "clients", "requests", "req/s", "p50 ms", "p99 ms", "of 1 client", "of 1/slowest stage"):
         table.add_column(column, justify="right")
-    for r in results["throughput"]:
-        table.add_row(str(r["clients"]), str(r["requests"]), f"{r['requests_per_s']:.2f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}")
+    for backend, e in results["backends"].items():
+        for r in e["throughput"]:
+            table.add_row(backend, str(r["clients"]), str(r["requests"]), f"{r['requests_per_s']:.1f}",
+                          f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['of_one_client']:.0%}", f"{r['of_bound']:.0%}")
     console.print(table)
 
 

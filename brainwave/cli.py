@@ -160,6 +160,12 @@ def _add_serve_options(parser) -> None:
     parser.add_argument("--board", default=None, help="fpga backend: board overlay under bitstreams/ (kv260, zcu104, pynq-z2)")
     parser.add_argument("--simulate", action=argparse.BooleanOptionalAction, default=None,
                        help="fpga backend: run on the simulated board (default: simulate unless on a Zynq board)")
+    parser.add_argument("--npu-threads", type=int, default=None,
+                        help="emulator backend: threads of the native NPU executor (default: one per core)")
+    parser.add_argument("--tf-threads", type=int, default=None,
+                        help="threads of each TensorFlow pool (default: 1 with the emulator and fpga backends, whose "
+                             "TensorFlow stages are light and run side by side for concurrent requests; one per core "
+                             "with the float backend)")
     parser.add_argument("--no-warmup", dest="warmup", action="store_false",
                         help="load without a warm-up run (by default: the model's own warm-up inputs, or zeros "
                              "through the stages whose input shape is fixed)")
@@ -313,6 +319,7 @@ def _serve(args, plan=None, registry=None, roots: tuple[Path, ...] = ()) -> int:
     from brainwave.serving.servables import ServableManager
     from brainwave.serving.server import ModelServer, ServerConfig
 
+    _size_tensorflow(args)
     keys = _key_file(args.keys_file) if args.keys_file else None
     config = ServerConfig(
         host=args.host, port=args.port, max_message_bytes=args.max_message_mb << 20, workers=args.workers,
@@ -345,11 +352,21 @@ def _serve(args, plan=None, registry=None, roots: tuple[Path, ...] = ()) -> int:
     return 0
 
 
+def _size_tensorflow(args) -> None:
+    """TensorFlow's pools and the NPU executor share the cores: with an NPU backend, TensorFlow runs the light
+    pre- and post-processing one thread per request, and the executor gets the cores (no oversubscription)."""
+    from brainwave.tf_runtime import configure_threads
+
+    threads = args.tf_threads or (os.cpu_count() or 1 if args.backend == "float" else 1)
+    configure_threads(threads, threads)
+
+
 def _pipeline_loader(args):
     from brainwave.pipeline import Pipeline
 
     options = {key: value for key, value in (("precision", args.precision), ("board", args.board),
-                                             ("simulate", args.simulate)) if value is not None}
+                                             ("simulate", args.simulate), ("threads", args.npu_threads))
+               if value is not None}
 
     def load(path: Path) -> Pipeline:
         return Pipeline.load(path, backend=args.backend, backend_options=options, max_image_pixels=args.max_image_pixels,

@@ -38,6 +38,13 @@ tf.get_logger().setLevel("ERROR")  # Python-side deprecation notices (tf.compat.
 
 
 
+def configure_threads(intra_op: int, inter_op: int) -> None:
+    """Size TensorFlow's two thread pools. Must run before TensorFlow executes its first op (afterwards
+    TensorFlow keeps the pools it made, and this raises RuntimeError)."""
+    tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+
+
 def __getattr__(name: str):
     if name == "keras":  # Keras 3 loads on first use, after TensorFlow is in (quietly)
         import keras
@@ -46,4 +53,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["keras", "native_stderr_silenced", "tf"]
+__all__ = ["configure_threads", "keras", "native_stderr_silenced", "tf"]
