@@ -6,8 +6,9 @@
 
 Measured side by side in one process, on the same real photo (scikit-image's chelsea.png, 224x224):
   * float32 TensorFlow: the `float` backend (the catalog Keras model in one traced tf.function)
-  * the native executor (brainwave.npu.native, C++) on each SIMD path this CPU has, per precision
-  * the emulator: the `emulator` backend (compiled program run in numpy), per precision
+  * the native executor (brainwave.npu.native, C++; what the `emulator` backend runs) on each SIMD path this CPU
+    has, per precision
+  * the numpy emulator (brainwave.npu.emulator, the compiled program run in numpy), per precision
   * the HLS kernel as C simulation (g++ -O2), the reference: every other NPU output is compared with its bytes
 Each latency is the median of `--repeats` runs after one warm-up run. ratio = latency / float TF (goal <= 1.0).
 """
@@ -63,11 +64,13 @@ def same_bytes(out: np.ndarray, reference: np.ndarray | None) -> bool | None:
     return None if reference is None else out.reshape(reference.shape).tobytes() == reference.tobytes()
 
 
-def bench_precision(program, x: np.ndarray, emulator, float_s: float, args) -> dict:
+def bench_precision(program, x: np.ndarray, float_s: float, args) -> dict:
     from brainwave.npu import csim
+    from brainwave.npu.emulator import Emulator
     from brainwave.npu.native import NativeExecutor
+    from brainwave.npu.ops import program_macs
 
-    entry: dict = {"instructions": len(program.instructions), "gmac": program.macs / 1e9, "executors": {}}
+    entry: dict = {"instructions": len(program.instructions), "gmac": program_macs(program) / 1e9, "executors": {}}
     reference = None
     if args.csim_runs:
         times = []
@@ -80,6 +83,7 @@ def bench_precision(program, x: np.ndarray, emulator, float_s: float, args) -> d
             result, out = timed(lambda: native.run(program, x), args.repeats, float_s)
             result["threads"] = native.threads
         entry["executors"][f"native {simd}"] = dict(result, equals_csim=same_bytes(out, reference))
+    emulator = Emulator(program)
     result, out = timed(lambda: emulator.run(x), args.repeats, float_s)
     entry["executors"]["emulator (numpy)"] = dict(result, equals_csim=same_bytes(out, reference))
     return entry
@@ -88,18 +92,18 @@ def bench_precision(program, x: np.ndarray, emulator, float_s: float, args) -> d
 def bench_network(network: str, args) -> dict:
     from brainwave.featurizer.backend import create_backend
     from brainwave.models import build_featurizer, resolve_featurizer
+    from brainwave.npu.compiler import compile_keras
 
     model = build_featurizer(resolve_featurizer(network))
     x = photo_input(network)
     float_backend = create_backend("float", model)
     float_s, float_samples = median_seconds(lambda: float_backend.run(x), args.repeats)
+    float_backend.close()
     result = {"network": network, "float_tf_ms": float_s * 1e3,
               "float_tf_samples_ms": [s * 1e3 for s in float_samples], "precisions": {}}
     for precision in args.precisions:
-        emulator = create_backend("emulator", model, {"precision": precision})
-        result["precisions"][precision] = bench_precision(emulator.program, x, emulator, float_s, args)
-        emulator.close()
-    float_backend.close()
+        program = compile_keras(model, precision=precision)
+        result["precisions"][precision] = bench_precision(program, x, float_s, args)
     return result
 
 

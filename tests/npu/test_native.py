@@ -251,6 +251,16 @@ def test_program_copy_is_independent_and_freed_with_the_program():
         assert not ex._loaded
 
 
+def test_unload_frees_and_a_later_run_loads_again(executor):
+    case = next(c for c in SWEEP if c.name.startswith("conv"))
+    prog = Program.from_bytes(case.program, case.weights)
+    want = executor.run(prog, case.x)
+    executor.unload(prog)
+    assert id(prog) not in executor._loaded
+    executor.unload(prog)  # not loaded: nothing to do
+    assert executor.run(prog, case.x).tobytes() == want.tobytes()
+
+
 def test_close_frees_and_refuses_new_runs():
     case = SWEEP[0]
     prog = Program.from_bytes(case.program, case.weights)

@@ -9,8 +9,8 @@ SIMD paths: AVX-512 VNNI (vpdpwssd), AVX2 (vpmaddwd) and portable C++, chosen by
 $BRAINWAVE_NPU_SIMD forces one (an error if this CPU lacks it). All give the same bytes (docs/numerics.md).
 Runs from several threads are safe: they take turns on the executor's thread pool, in arrival order.
 
-A loaded program is cached per Program object (by identity) until the object is garbage collected or the
-executor closes; like weights resident on a board, a later change to that object is not seen: load a new one.
+A loaded program is cached per Program object (by identity) until the object is garbage collected, `unload`
+or `close`; like weights resident on a board, a later change to that object is not seen: load a new one.
 """
 from __future__ import annotations
 
@@ -90,11 +90,11 @@ class NativeExecutor:
 
     def run(self, program: Program, x: np.ndarray) -> np.ndarray:
         x, batched = split_batch(program, x)
-        handle = self._handle(program)
         with self._lock:
             self._check_open()
-            self._running += 1
+            self._running += 1  # before taking the handle: unload() and close() wait for runs in flight
         try:
+            handle = self._handle(program)
             out = np.empty(program.output_shape, dtype=np.float32)
             self._lib.run(self._engine, handle, x, out)  # releases the GIL
         finally:
