@@ -8,18 +8,19 @@
  * CONV2D is a dataflow region of four processes joined by streams:
  *   read_act      reads every touched input row ONCE per layer (float32, long bursts), quantizes it into
  *                 16-lane blocks (integer max, exponent from the bits, round half to even) and streams them; it
- *                 also streams the residual segments the vector unit will add, in the engine's order;
+ *                 also streams the residuals, per group of P pixels, in the order the engine adds them;
  *   fetch_weights streams weight tiles: all taps x all input-channel blocks for K output channels, which are
  *                 contiguous in the weights blob, as 128-bit bursts (mantissas, exponents, biases);
- *   conv_engine   keeps the quantized rows in a circular line buffer and a tile in a weight buffer, and computes
- *                 work units of P x L output pixels x K output channels: per (tap, chunk) step and interleaved
- *                 pixel group, P x K exact 16-lane integer sums (one DSP cascade each), one int->float32
- *                 conversion (round to nearest even), an exponent add (the power-of-two scale) and one float32
- *                 add into that (pixel, channel)'s own accumulator. The L pixel groups take turns, so an
- *                 accumulator is touched every L cycles (L >= the adder latency) and adds its partials in the
- *                 spec's order: taps row-major, then chunks ascending. Then the same lanes add the bias and the
- *                 residual and apply the activation (the vector unit);
- *   write_act     writes the output segments (K consecutive channels of a pixel) back to the arena.
+ *   conv_engine   keeps the quantized rows in a circular line buffer (rows stream in while the band's first
+ *                 K-tile computes) and weight tiles in two ping-pong banks, and computes work units of P x l
+ *                 output pixels x K output channels: per (tap, chunk) step and interleaved pixel group, P x K
+ *                 exact 16-lane integer sums (one DSP cascade each; two bfp16 products per DSP48E2), one
+ *                 int->float32 conversion (round to nearest even), an exponent add (the power-of-two scale) and
+ *                 one float32 add into that (pixel, channel)'s own accumulator. The l pixel groups take turns, so
+ *                 an accumulator is touched every l >= NPU_L_MIN cycles (the adder latency) and adds its partials
+ *                 in the spec's order: taps row-major, then chunks ascending. Then the same lanes add the bias
+ *                 and the residual and apply the activation (the vector unit, P x 16 lanes);
+ *   write_act     writes each pixel's K consecutive output channels back to the arena.
  * Depthwise convs use the same lanes as P pixels x 16 channels, one product (one chunk) per lane and tap.
  * Grouped convs whose groups are not 16-aligned, and layers too large for the on-chip buffers, take the
  * generic path (conv_generic: the v1 datapath, one 16-lane MAC per cycle, re-quantizing per pixel and tap).
@@ -49,9 +50,9 @@ constexpr int KWIDE = (KMAX > 2 * KD ? KMAX : 2 * KD) < ACCW ? (KMAX > 2 * KD ? 
 constexpr u32 LB_BLOCKS = NPU_LB_BLOCKS;       /* line buffer, 16-lane blocks */
 constexpr u32 WB_BLOCKS = NPU_WB_BLOCKS;       /* one weight-tile bank, 16-lane blocks (bfp16 size) */
 constexpr int BEAT_BYTES = 16;                 /* 128-bit weight beats */
-constexpr int PACK_SHIFT = 19;
-constexpr int VW = NPU_PORT_BITS / 32;          /* floats per port beat */
-constexpr int POOL_LANES = NPU_POOL_LANES;     /* channels a pool combines per cycle */                 /* WP486-style packing: two weights 2^19 apart in one 27-bit operand */
+constexpr int PACK_SHIFT = 19;                 /* WP486-style packing: two weights 2^19 apart in one 27-bit operand */
+constexpr int VW = NPU_PORT_BITS / 32;         /* floats per port beat */
+constexpr int POOL_LANES = NPU_POOL_LANES;     /* channels a pool combines per cycle */
 
 typedef ap_uint<128> beat_t;
 
