@@ -3,9 +3,13 @@ path this CPU has: the randomized single-instruction sweep of tests/hls/cases.py
 EfficientNet-Lite0, thread counts, concurrent runs, validation, and a mutant that must be caught."""
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import gc
+import platform
 import struct
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -219,6 +223,40 @@ def test_reads_of_unwritten_arena_are_zero_on_every_run(executor):
     for seed in (1, 2):
         x = np.random.default_rng(seed).standard_normal((1, 1, n)).astype(np.float32)
         assert_same_bytes(executor.run(prog, x), csim.run_csim((program, b""), x)[0], f"run {seed}")
+
+
+@contextlib.contextmanager
+def subnormals_flushed(tmp_path: Path):
+    """Flush-to-zero and denormals-are-zero on the calling thread (as some math libraries leave them), through a
+    two-line helper built here; restored afterwards."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("MXCSR is x86")
+    src = tmp_path / "mxcsr.c"
+    src.write_text("unsigned get(void) { return __builtin_ia32_stmxcsr(); }\n"
+                   "void set(unsigned v) { __builtin_ia32_ldmxcsr(v); }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(tmp_path / "mxcsr.so"), str(src)], check=True)
+    lib = ctypes.CDLL(str(tmp_path / "mxcsr.so"))
+    lib.get.restype = ctypes.c_uint
+    lib.set.argtypes = [ctypes.c_uint]
+    saved = lib.get()
+    lib.set(saved | 0x8040)  # FTZ | DAZ
+    try:
+        yield
+    finally:
+        lib.set(saved)
+
+
+def test_subnormals_survive_a_caller_that_flushes_them(simd, tmp_path):
+    """A global average pool of subnormal values, run on the calling thread: flushing them changes the bytes."""
+    index = next(i for i, c in enumerate(SWEEP) if c.name.startswith("gap") and "tiny" in c.name)
+    case = SWEEP[index]
+    want = csim_output(index)  # computed before the flags change
+    prog = Program.from_bytes(case.program, case.weights)
+    with NativeExecutor(threads=1, simd=simd) as ex:
+        ex.load(prog)
+        with subnormals_flushed(tmp_path):
+            got = ex.run(prog, case.x)
+    assert_same_bytes(got, want, case.name)
 
 
 def test_executor_interface(executor):

@@ -83,6 +83,21 @@ struct RunMemory {
     AlignedArray<uint8_t> scratch;
 };
 
+/* The spec's float32 arithmetic is IEEE with round to nearest even and subnormals. A thread may run with
+ * flush-to-zero or denormals-are-zero set (some math libraries switch them on), so every work item runs in the
+ * default mode and then restores the thread's own. */
+class DefaultFloatMode {
+#if defined(__x86_64__) || defined(__i386__)
+  public:
+    DefaultFloatMode() : saved_(__builtin_ia32_stmxcsr()) { __builtin_ia32_ldmxcsr(kDefault); }
+    ~DefaultFloatMode() { __builtin_ia32_ldmxcsr(saved_); }
+
+  private:
+    static constexpr unsigned kDefault = 0x1F80; /* exceptions masked, round to nearest, no FTZ, no DAZ */
+    unsigned saved_;
+#endif
+};
+
 /* Work items of about `total / (8 * threads)` units each, at least `min_size` (a multiple of `align`). */
 struct Split {
     uint64_t size, count;
@@ -154,10 +169,19 @@ class Runner {
     }
 
   private:
+    /* item(i) for i in [0, n) on the pool's threads */
+    template <class Item>
+    void parallel(size_t n, Item item) {
+        pool_.parallel(n, [&](size_t i) {
+            [[maybe_unused]] DefaultFloatMode mode;
+            item(i);
+        });
+    }
+
     /* kernel(begin, end) over [0, total) in items of s.size */
     template <class Kernel>
     void over(uint64_t total, Split s, Kernel kernel) {
-        pool_.parallel(s.count, [&](size_t i) { kernel(i * s.size, std::min<uint64_t>(total, (i + 1) * s.size)); });
+        parallel(s.count, [&](size_t i) { kernel(i * s.size, std::min<uint64_t>(total, (i + 1) * s.size)); });
     }
 
     template <class Kernel>
@@ -198,7 +222,7 @@ class Runner {
         for (uint32_t k = 0; k < c.nb; ++k) b_.qe[in_pixels * c.nb + k] = (BW_EXP_MIN + 127) << 23;
         if (out_pixels == 0) return;
         const DenseSplit ds = dense_split(out_pixels, c.nunits);
-        pool_.parallel((size_t)c.nunits * ds.nchunks, [&](size_t i) { k_.conv_dense(c, b_, ds, i, i + 1); });
+        parallel((size_t)c.nunits * ds.nchunks, [&](size_t i) { k_.conv_dense(c, b_, ds, i, i + 1); });
     }
 
     /* Pixel chunks (multiples of the micro-kernel's pixels) so that units x chunks gives every thread several
