@@ -389,7 +389,9 @@ class LayerCost:
     weight_bytes: int = 0
     act_read_bytes: int = 0
     act_write_bytes: int = 0
-    bound: str = ""  # what limits the layer: compute, unpack, reader, writer, vector, fetch, ddr
+    bound: str = ""  # what limits the layer: compute, reader, writer, fetch, ddr (convs); vector, ddr (others)
+    interleave: int = 0  # pixel groups taking turns in the II=1 loop (l_eff)
+    units: int = 0  # work units of P x l_eff pixels, summed over bands
     tiles: int = 0
     bands: int = 0
     k: int = 0
@@ -559,9 +561,11 @@ def v2_conv(L: Layer, tgt: Target, var: Variant, in_q: bool = False, out_q: bool
         w_bytes_total = 0
     if arena_on_chip:
         rd_total = wr_total = 0
+    units = sum(math.ceil((min(b * p.band_rows + p.band_rows, oh) - b * p.band_rows) * ow / pl)
+                for b in range(p.n_bands))
     return LayerCost(L.name, L.op, p.path, int(math.ceil(cycles)), compute_total, int(w_bytes_total),
-                     int(rd_total), int(wr_total), bound, tiles=p.n_kt, bands=p.n_bands, k=p.k, steps=p.steps,
-                     macs=macs)
+                     int(rd_total), int(wr_total), bound, interleave=p.l_eff, units=units, tiles=p.n_kt,
+                     bands=p.n_bands, k=p.k, steps=p.steps, macs=macs)
 
 
 def v2_vector_op(L: Layer, tgt: Target, var: Variant, on_chip: bool = False) -> LayerCost:
@@ -930,12 +934,18 @@ def estimate_record(network: str, est: Estimate) -> dict:
         "layers": [
             {"name": L.name, "op": L.op, "path": d.path, "in_shape": list(L.in_shape), "out_shape": list(L.out_shape),
              "macs": d.macs, "bands": d.bands, "k_tiles": d.tiles, "k": d.k, "steps": d.steps,
+             "interleave": d.interleave, "units": d.units, "ii": 1 if d.path in ("dense", "depthwise") else None,
              "compute_cycles": d.compute_cycles, "cycles": d.cycles, "ms": round(_ms(d.cycles, est), 4),
              "bound": d.bound, "weight_bytes": d.weight_bytes, "act_read_bytes": d.act_read_bytes,
              "act_write_bytes": d.act_write_bytes, "ms_v2_kernel": round(_ms(k.cycles, est), 4),
              "bound_v2_kernel": k.bound, "ddr_bytes_v2_kernel": k.ddr_bytes}
             for L, d, k in zip(est.layers, est.design, est.kernel)
         ],
+        "model": {"fill_cycles_per_band": V2_FILL, "control_cycles_per_instruction": V2_INSN_OVERHEAD,
+                  "ddr_gbps": t.npu.ddr_gbps, "ddr_efficiency": t.npu.ddr_efficiency,
+                  "port_bytes_per_cycle": t.npu.port_bits // 8, "pixels": t.npu.pixels, "dsp_cols": t.npu.dsp_cols,
+                  "interleave": [t.npu.adder_latency, t.npu.interleave], "lb_blocks": t.npu.lb_blocks,
+                  "weight_bank_bytes": t.npu.wbuf_bytes},
         "anchors": [{"system": who, "workload": what, "latency": lat} for who, what, lat in ANCHORS],
     }
 
