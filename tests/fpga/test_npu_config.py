@@ -90,3 +90,16 @@ def test_model_plans_what_the_kernel_runs(convs, target):
         assert got == want, f"{target} {layer.name} {layer.in_shape}->{layer.out_shape}: model {got} kernel {want}"
         seen.add(got[0])
     assert seen >= {0, 1, 2}  # dense, depthwise and generic layers all compared
+
+
+def test_interleave_covers_the_rtl_adder_latency():
+    """The kernel's fewest interleaved groups (NPU_L_MIN) must be at least the RTL lane's accumulator loop: an
+    accumulator may only be touched again once its previous add has left the adder."""
+    rtl = perf.rtl_lane_figures()
+    if rtl is None:
+        pytest.skip("no RTL lane figures (rtl/resources.json)")
+    need = max(int(lane.get("interleave", 0)) for lane in rtl["lanes"].values())
+    for name, tgt in boards.TARGETS.items():
+        if tgt.device.dsp_kind == "DSP48E2":
+            assert tgt.npu.adder_latency >= need, name
+            assert tgt.npu.interleave >= tgt.npu.adder_latency, name
