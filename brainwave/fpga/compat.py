@@ -14,6 +14,7 @@ imports it.
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 PYNQ_DIR = Path(sys.prefix) / "opt" / "pynq"
@@ -23,8 +24,12 @@ def import_pynq():
     if PYNQ_DIR.is_dir() and str(PYNQ_DIR) not in sys.path:
         sys.path.append(str(PYNQ_DIR))  # appended: the environment's own numpy and friends come first
     try:
-        import pynq
-        import pynq.buffer
+        with warnings.catch_warnings():  # PYNQ imports pkg_resources, which announces its own deprecation
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            import pynq
+            import pynq.buffer
+            import pynq.lib  # noqa: F401 - Overlay needs the driver plugins; imported here, inside the filter
     except ImportError as exc:
         raise ImportError(f"PYNQ is not installed ({exc}); run scripts/setup.d/50-fpga.sh") from exc
     if "device" not in pynq.buffer.PynqBuffer.__dict__:

@@ -5,15 +5,17 @@
 # PYNQ goes into its own directory (.venv/opt/pynq, see brainwave/fpga/compat.py) with --no-deps: pynqutils
 # 0.1.3 pins numpy<2.0 while TensorFlow 2.21 needs numpy>=2, and pip reports that conflict on every install
 # if pynqutils sits in the environment. What we use of PYNQ works with numpy 2 given the one shim in
-# compat.py. Its other requirements go into the environment: pycparser<3 (pynq.lib imports
-# pycparser.plyparser, gone in 3.0), setuptools<=80 (pynq still imports pkg_resources).
+# compat.py. setuptools<=80 goes there too: PYNQ still imports pkg_resources, which later setuptools (that
+# other packages require) no longer have. Its other requirements go into the environment: pycparser<3
+# (pynq.lib imports pycparser.plyparser, gone in 3.0).
 set -euo pipefail
 PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 PYNQ_DIR=$(.venv/bin/python -c 'from brainwave.fpga.compat import PYNQ_DIR; print(PYNQ_DIR)')
 if [[ ! -d "$PYNQ_DIR/pynq" ]]; then
-  "${PIP[@]}" --no-deps --target "$PYNQ_DIR" "pynq==3.0.1" "pynqutils==0.1.3" "pynqmetadata==0.2.0"
+  "${PIP[@]}" --no-deps --target "$PYNQ_DIR" "pynq==3.0.1" "pynqutils==0.1.3" "pynqmetadata==0.2.0" \
+    "setuptools==80.9.0"
 fi
-"${PIP[@]}" "setuptools<=80" "cffi>=1.15" "pycparser<3" "nest_asyncio>=1.5" "tqdm>=4" "python-magic>=0.4.25" \
+"${PIP[@]}" "cffi>=1.15" "pycparser<3" "nest_asyncio>=1.5" "tqdm>=4" "python-magic>=0.4.25" \
   "jsonschema>=3.2.0" "pydantic>=2.0" "ipython>=8"
 .venv/bin/python - <<'PY'
 import numpy
