@@ -124,6 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--ca", type=Path, help="CA certificate to trust for TLS")
     score.set_defaults(func=cmd_score)
 
+    health = sub.add_parser("health", help="ask a server's gRPC health service; exit 0 only if it is SERVING "
+                                           "(the container's HEALTHCHECK)")
+    health.add_argument("--address", default="localhost:50051", help="HOST:PORT of the server")
+    health.add_argument("--service", default="", help="service to ask about (default: the whole server)")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds")
+    health.add_argument("--ssl", action="store_true", help="use TLS (implied by --ca)")
+    health.add_argument("--ca", type=Path, help="CA certificate to trust for TLS")
+    health.set_defaults(func=cmd_health)
+
     _add_admin_commands(sub)
 
     models = sub.add_parser("models", help="list the featurizer catalog (and registered models)")
@@ -192,6 +201,12 @@ def _add_serve_options(parser) -> None:
     security.add_argument("--model-root", type=Path, action="append", default=[],
                           help="a directory reloads may load base paths from (repeatable; --base-path is one)")
     parser.add_argument("--metrics-port", type=int, default=None, help="expose Prometheus metrics on this port")
+    drain = parser.add_argument_group("shutdown (SIGTERM drains; docs/deploy.md)")
+    drain.add_argument("--drain-delay", type=float, metavar="SECONDS", default=os.environ.get("BRAINWAVE_DRAIN_DELAY", "0"),
+                       help="on SIGTERM, report NOT_SERVING but keep answering this long, so load balancers stop "
+                            "sending first (default: BRAINWAVE_DRAIN_DELAY or 0)")
+    drain.add_argument("--grace", type=float, metavar="SECONDS", default=os.environ.get("BRAINWAVE_GRACE", "5"),
+                       help="then the time calls in flight get to finish (default: BRAINWAVE_GRACE or 5)")
 
 
 def _add_store_arguments(parser) -> None:
@@ -346,7 +361,8 @@ def _serve(args, plan=None, registry=None, roots: tuple[Path, ...] = ()) -> int:
     served = ", ".join(f"{n} v{','.join(str(s.version) for s in manager.versions(n))}" for n in manager.model_names())
     console.print(f"[green]Serving[/] {served} on {args.host}:{port} (gRPC Predict, model status, admin, health, "
                   f"reflection). Ctrl-C to stop.", soft_wrap=True)
-    server.serve_until_signal(on_signal=lambda name: console.print(f"received {name}, finishing in-flight requests..."))
+    server.serve_until_signal(args.grace, drain_delay=args.drain_delay,
+                              on_signal=lambda name: console.print(f"received {name}, finishing in-flight requests..."))
     manager.close()
     console.print("stopped")
     return 0
@@ -505,6 +521,15 @@ def cmd_score(args) -> int:
             table.add_row(str(rank), str(entry["index"]), entry["label"] or "", f"{entry['score']:.4f}")
         out.print(table)
     return 0
+
+
+def cmd_health(args) -> int:
+    from brainwave.client import check_health
+
+    use_ssl, ca = _tls(args)
+    status = check_health(args.address, args.service, args.timeout, use_ssl=use_ssl, root_certificates=ca)
+    out.print(status)
+    return 0 if status == "SERVING" else 1
 
 
 def _read_text(path: Path, flag: str) -> str:

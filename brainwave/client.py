@@ -3,11 +3,14 @@
     with PredictionClient("localhost:50051") as client:
         probabilities = client.score_image("cat.jpg")
 
-Results are numpy arrays; for a single image the batch dimension is stripped. Only UNAVAILABLE is
-retried (with exponential backoff): every other status means the request itself was wrong or failed.
+Results are numpy arrays; for a single image the batch dimension is stripped. Predict and the read-only calls
+are retried on UNAVAILABLE by gRPC's own retry policy (the channel's service config, exponential backoff with
+jitter): they are idempotent, so a request that a dying replica dropped may run again on another. Every other
+status means the request itself was wrong or failed, and is not retried.
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -20,15 +23,39 @@ from brainwave.protocol.tensors import numpy_to_tensor, tensor_to_numpy
 
 DEFAULT_PORT = 50051
 DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
+# Idempotent calls, safe to run twice: retried on UNAVAILABLE.
+RETRYABLE_METHODS = ((PREDICTION_SERVICE, "Predict"), (PREDICTION_SERVICE, "GetModelMetadata"),
+                     (MODEL_SERVICE, "GetModelStatus"))
+GRPC_MAX_ATTEMPTS = 5  # gRPC clamps retryPolicy.maxAttempts to 5 (and logs an error when given more)
+
+
+def retry_service_config(max_retries: int, backoff: float) -> str | None:
+    """The service config that retries RETRYABLE_METHODS on UNAVAILABLE: up to `max_retries` more attempts (at
+    most 4, gRPC's limit), the n-th after a random wait of up to backoff * 2**(n-1) seconds. None for no retries."""
+    attempts = min(max_retries + 1, GRPC_MAX_ATTEMPTS)
+    if attempts < 2:
+        return None
+    initial = max(backoff, 0.001)
+    policy = {"maxAttempts": attempts, "initialBackoff": f"{initial:.3f}s",
+              "maxBackoff": f"{initial * 2 ** (attempts - 2):.3f}s", "backoffMultiplier": 2,
+              "retryableStatusCodes": ["UNAVAILABLE"]}
+    names = [{"service": service, "method": method} for service, method in RETRYABLE_METHODS]
+    return json.dumps({"methodConfig": [{"name": names, "retryPolicy": policy}]})
 
 
 def open_channel(address: str, port: int | None = None, use_ssl: bool = False, root_certificates: bytes | None = None,
                  client_certificate: bytes | None = None, client_private_key: bytes | None = None,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> tuple[grpc.Channel, str]:
-    """A channel to HOST:PORT (or HOST and `port`), TLS when asked, with raised message limits."""
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 service_config: str | None = None) -> tuple[grpc.Channel, str]:
+    """A channel to HOST:PORT (or HOST and `port`), TLS when asked, with raised message limits and an optional
+    service config (retry policy)."""
     target = address if port is None and ":" in address.rsplit("]", 1)[-1] else f"{address}:{port or DEFAULT_PORT}"
     options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", max_message_bytes)]
+    if service_config is not None:
+        # A call is retried only while its request is still buffered: room for the largest request we send.
+        options += [("grpc.service_config", service_config), ("grpc.enable_retries", 1),
+                    ("grpc.per_rpc_retry_buffer_size", max_message_bytes)]
     if use_ssl:
         credentials = grpc.ssl_channel_credentials(root_certificates, client_private_key, client_certificate)
         return grpc.secure_channel(target, credentials, options), target
@@ -45,7 +72,8 @@ def auth_metadata(access_token: str | None, service_name: str | None = None) -> 
 
 
 def call_with_retries(method, request, timeout: float, metadata, max_retries: int, backoff: float):
-    """Call a unary method; only UNAVAILABLE (server not up, connection lost) is retried, with backoff."""
+    """Call a unary method; only UNAVAILABLE (server not up, connection lost) is retried, with backoff.
+    For ModelAdminClient's calls; PredictionClient's retries are gRPC's own (retry_service_config)."""
     for attempt in range(max_retries + 1):
         try:
             return method(request, timeout=timeout, metadata=metadata)
@@ -56,20 +84,36 @@ def call_with_retries(method, request, timeout: float, metadata, max_retries: in
     raise AssertionError("unreachable")
 
 
+def check_health(address: str, service: str = "", timeout: float = 3.0, *, use_ssl: bool = False,
+                 root_certificates: bytes | None = None) -> str:
+    """What the server's grpc.health.v1 service reports for `service` ("" is the whole server): SERVING,
+    NOT_SERVING... (needs grpcio-health-checking, part of the [serve] extra)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    channel, _ = open_channel(address, use_ssl=use_ssl, root_certificates=root_certificates)
+    with channel:
+        response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service),
+                                                             timeout=timeout)
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
 class PredictionClient:
     def __init__(self, address: str, port: int | None = None, use_ssl: bool = False, access_token: str | None = None,
                  service_name: str | None = None, *, model_name: str = "", model_version: int | None = None,
                  root_certificates: bytes | None = None, client_certificate: bytes | None = None,
                  client_private_key: bytes | None = None, timeout: float = 30.0, max_retries: int = 3,
-                 retry_backoff: float = 0.2, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+                 retry_backoff: float = 0.2, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 wait_for_ready: bool = False) -> None:
+        """`max_retries` (at most 4, gRPC's limit) and `retry_backoff` shape the retry policy on UNAVAILABLE;
+        `wait_for_ready` makes calls wait, up to `timeout`, for a server that is not up yet instead of failing."""
         self._channel, target = open_channel(address, port, use_ssl, root_certificates, client_certificate,
-                                             client_private_key, max_message_bytes)
+                                             client_private_key, max_message_bytes,
+                                             retry_service_config(max_retries, retry_backoff))
         self.target = target
         self.model_name = model_name
         self.model_version = model_version
         self.timeout = timeout
-        self.max_retries = max_retries
-        self.retry_backoff = retry_backoff
+        self.wait_for_ready = wait_for_ready
         self._metadata = auth_metadata(access_token, service_name)
         a = api()
         self._predict = self._channel.unary_unary(method_path(PREDICTION_SERVICE, "Predict"),
@@ -146,7 +190,7 @@ class PredictionClient:
             spec.version.value = self.model_version
 
     def _call(self, method, request):
-        return call_with_retries(method, request, self.timeout, self._metadata, self.max_retries, self.retry_backoff)
+        return method(request, timeout=self.timeout, metadata=self._metadata, wait_for_ready=self.wait_for_ready)
 
     @staticmethod
     def _strip(result):

@@ -238,17 +238,26 @@ class ModelServer:
         if self._server is not None:
             self._server.wait_for_termination()
 
-    def serve_until_signal(self, grace: float = 5.0, on_signal: Callable[[str], None] | None = None) -> None:
-        """Block until SIGINT or SIGTERM, then drain: health turns NOT_SERVING, new calls are refused, and calls
-        in flight get `grace` seconds to finish."""
+    def serve_until_signal(self, grace: float = 5.0, on_signal: Callable[[str], None] | None = None,
+                           drain_delay: float = 0.0) -> None:
+        """Block until SIGINT or SIGTERM, then drain as a replica behind a load balancer must: health turns
+        NOT_SERVING at once while calls are still answered for `drain_delay` seconds (the time a balancer or
+        probe needs to notice and stop sending), then the listener closes and calls in flight get `grace`
+        seconds to finish. SIGINT (Ctrl-C at a terminal, no balancer) skips the delay."""
         stopping = threading.Event()
+
+        def drain(delay: float) -> None:
+            self._health.enter_graceful_shutdown()
+            time.sleep(delay)
+            self.stop(grace)
 
         def handle(signum, frame) -> None:
             if not stopping.is_set():
                 stopping.set()
                 if on_signal is not None:
                     on_signal(signal.Signals(signum).name)
-                threading.Thread(target=self.stop, args=(grace,), daemon=True).start()
+                delay = drain_delay if signum == signal.SIGTERM else 0.0
+                threading.Thread(target=drain, args=(delay,), daemon=True).start()
 
         signal.signal(signal.SIGINT, handle)
         signal.signal(signal.SIGTERM, handle)

@@ -134,7 +134,7 @@ def test_health_stays_serving_after_warm_up_image(client):
 
 
 
-def test_client_retries_unavailable_until_the_server_is_up(resnet50_pipeline, chelsea):
+def test_client_waits_for_a_server_that_is_not_up_yet(resnet50_pipeline, chelsea):
     import threading
 
     from brainwave.serving.servables import ServableManager
@@ -149,7 +149,7 @@ def test_client_retries_unavailable_until_the_server_is_up(resnet50_pipeline, ch
     timer = threading.Timer(0.5, lambda: started.append(start_server(manager, port=port)))
     timer.start()
     try:
-        with PredictionClient(f"127.0.0.1:{port}", max_retries=12, retry_backoff=0.05) as client:
+        with PredictionClient(f"127.0.0.1:{port}", wait_for_ready=True) as client:
             assert client.score_image(chelsea).shape == (1000,)
     finally:
         timer.join()
