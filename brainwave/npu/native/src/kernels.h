@@ -163,12 +163,11 @@ inline uint32_t block_order(uint32_t i, uint32_t nvb, uint64_t tap) {
 }
 
 /* One int16 pair step: every pixel's pair j of its activation block against every tile's weight vector j. */
-template <int T>
-inline void mac_pair(I (&s)[V::kPixels][T], const int32_t *const (&w)[T], const int16_t *const (&a)[V::kPixels],
-                     int j) {
+template <int P, int T>
+inline void mac_pair(I (&s)[P][T], const int32_t *const (&w)[T], const int16_t *const (&a)[P], int j) {
     for (int t = 0; t < T; ++t) {
         const I wv = V::iload(w[t] + j * kLanes);
-        for (int p = 0; p < V::kPixels; ++p) {
+        for (int p = 0; p < P; ++p) {
             int32_t pair;
             memcpy(&pair, a[p] + 2 * j, sizeof pair);
             s[p][t] = V::dot(s[p][t], wv, pair);
@@ -177,15 +176,17 @@ inline void mac_pair(I (&s)[V::kPixels][T], const int32_t *const (&w)[T], const 
 }
 
 /* Pixel geometry of one dense micro-kernel call: where each pixel's window starts and which taps are inside. */
+template <int P>
 struct PixelWindows {
-    uint64_t row0[V::kPixels], col0[V::kPixels]; /* oy*sh - pt and ox*sw - pl, modulo 2^64 */
-    Window y[V::kPixels], x[V::kPixels];
+    uint64_t row0[P], col0[P]; /* oy*sh - pt and ox*sw - pl, modulo 2^64 */
+    Window y[P], x[P];
 };
 
-inline PixelWindows pixel_windows(const Insn &d, uint64_t pix0, int np) {
-    PixelWindows g;
-    for (int p = 0; p < V::kPixels; ++p) {
-        const uint64_t pix = pix0 + (uint64_t)(p < np ? p : np - 1); /* spare lanes redo the last pixel, unstored */
+template <int P>
+inline PixelWindows<P> pixel_windows(const Insn &d, uint64_t pix0) {
+    PixelWindows<P> g;
+    for (int p = 0; p < P; ++p) {
+        const uint64_t pix = pix0 + p;
         const uint64_t oy = pix / d.out_w, ox = pix % d.out_w;
         g.row0[p] = oy * d.sh - d.pt;
         g.col0[p] = ox * d.sw - d.pl;
@@ -195,11 +196,11 @@ inline PixelWindows pixel_windows(const Insn &d, uint64_t pix0, int np) {
     return g;
 }
 
-template <int T>
-void dense_call(const Conv &c, const Buffers &b, const OTile *tiles, uint64_t pix0, int np) {
-    constexpr int P = V::kPixels;
+/* P consecutive output pixels (from pix0) x T tiles. */
+template <int P, int T>
+void dense_call(const Conv &c, const Buffers &b, const OTile *tiles, uint64_t pix0) {
     const Insn &d = *c.d;
-    const PixelWindows g = pixel_windows(d, pix0, np);
+    const PixelWindows<P> g = pixel_windows<P>(d, pix0);
     const uint64_t zero_pixel = (uint64_t)d.in_h * d.in_w; /* out-of-input taps read it: their partial is +0.0 */
     const uint32_t nvb = tiles[0].nvb;
     const VBlock *vbl = tiles[0].vb;
@@ -233,9 +234,9 @@ void dense_call(const Conv &c, const Buffers &b, const OTile *tiles, uint64_t pi
                     for (int t = 0; t < T; ++t) s[p][t] = V::izero();
                 if (v.j0 == 0 && v.j1 == (uint32_t)kPairs) {
 #pragma GCC unroll 8
-                    for (int j = 0; j < kPairs; ++j) mac_pair<T>(s, w, a, j);
+                    for (int j = 0; j < kPairs; ++j) mac_pair<P, T>(s, w, a, j);
                 } else {
-                    for (int j = (int)v.j0; j < (int)v.j1; ++j) mac_pair<T>(s, w, a, j);
+                    for (int j = (int)v.j0; j < (int)v.j1; ++j) mac_pair<P, T>(s, w, a, j);
                 }
                 for (int t = 0; t < T; ++t) {
                     const I wexp = V::iload(w[t] + kPairs * kLanes); /* (E_w - (M_a-1) - (M_w-1)) << 23 */
@@ -248,7 +249,7 @@ void dense_call(const Conv &c, const Buffers &b, const OTile *tiles, uint64_t pi
         }
     }
 
-    for (int p = 0; p < np; ++p) {
+    for (int p = 0; p < P; ++p) {
         const uint64_t pix = (pix0 + p) * d.out_c;
         for (int t = 0; t < T; ++t) {
             const uint32_t o0 = tiles[t].o0, n = tiles[t].n;
@@ -259,20 +260,26 @@ void dense_call(const Conv &c, const Buffers &b, const OTile *tiles, uint64_t pi
     }
 }
 
+/* One unit's pixels [first, last): whole calls of V::kPixels, then one call for the rest (P = last - first). */
+template <int P = V::kPixels>
+void dense_pixels(const Conv &c, const Buffers &b, TileUnit u, uint64_t first, uint64_t last) {
+    for (; first + P <= last; first += P) {
+        if (u.count == 2 && V::kTiles == 2) {
+            dense_call<P, 2>(c, b, c.tiles + u.first, first);
+        } else {
+            for (uint32_t t = 0; t < u.count; ++t) dense_call<P, 1>(c, b, c.tiles + u.first + t, first);
+        }
+    }
+    if constexpr (P > 1) {
+        if (first < last) dense_pixels<P - 1>(c, b, u, first, last);
+    }
+}
+
 void conv_dense(const Conv &c, const Buffers &b, DenseSplit s, size_t begin, size_t end) {
     const uint64_t npix = (uint64_t)c.d->out_h * c.d->out_w;
     for (size_t item = begin; item < end; ++item) {
-        const TileUnit u = c.units[item / s.nchunks];
         const uint64_t first = (uint64_t)(item % s.nchunks) * s.chunk_pixels;
-        const uint64_t last = min_u64(npix, first + s.chunk_pixels);
-        for (uint64_t p = first; p < last; p += V::kPixels) {
-            const int np = (int)min_u64(V::kPixels, last - p);
-            if (u.count == 2 && V::kTiles == 2) {
-                dense_call<2>(c, b, c.tiles + u.first, p, np);
-            } else {
-                for (uint32_t t = 0; t < u.count; ++t) dense_call<1>(c, b, c.tiles + u.first + t, p, np);
-            }
-        }
+        dense_pixels(c, b, c.units[item / s.nchunks], first, min_u64(npix, first + s.chunk_pixels));
     }
 }
 
