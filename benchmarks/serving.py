@@ -11,6 +11,10 @@ Measured side by side in one run, per backend:
     pipeline's bound 1 / (slowest stage time) and the 1-client throughput
 and once, the same overhead on a tiny pipeline (a few microseconds of TensorFlow), where it is not hidden in
 the network's run-to-run noise.
+
+The load levels are `brainwave bench`'s engine (brainwave.bench): for load against a server that is already
+running, open-loop rates, REST, plots and the server's stage breakdown, use the command (docs/bench.md); this
+script keeps what bench cannot do from outside, the in-process vs gRPC comparison.
 """
 from __future__ import annotations
 
@@ -18,11 +22,9 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -108,36 +110,16 @@ def measure_overhead(model_zip: Path, backend: str | None, image: bytes, count: 
             "overhead_p99_ms": b["p99_ms"] - a["p99_ms"], "stage_median_ms": stage_ms}
 
 
-def measure_throughput(address: str, image: bytes, clients: int, seconds: float) -> dict:
-    """Closed loop: `clients` threads each send a request as soon as the previous one answers, for `seconds`."""
-    from brainwave.client import PredictionClient
+def measure_throughput(address: str, image: bytes, clients: list[int], seconds: float) -> list[dict]:
+    """Closed loop at each number of clients, for `seconds` each after a second of warm-up: `brainwave bench`'s
+    engine (brainwave.bench), the same code and percentiles as the command."""
+    from brainwave.bench import BenchConfig, run_bench
 
-    latencies: list[float] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(clients + 1)
-
-    def worker():
-        with PredictionClient(address) as client:
-            client.score_image(image)  # connected and warm before the clock starts
-            barrier.wait()
-            own = []
-            while time.perf_counter() < stop:
-                begin = time.perf_counter()
-                client.score_image(image)
-                own.append(time.perf_counter() - begin)
-        with lock:
-            latencies.extend(own)
-
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    start = time.perf_counter()
-    stop = start + seconds
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    return {"clients": clients, "requests": len(latencies), "requests_per_s": len(latencies) / elapsed, **percentiles(latencies)}
+    report = run_bench(BenchConfig(address, inputs=[image], concurrency=tuple(clients), duration_s=seconds,
+                                   warmup_s=1.0))
+    return [{"clients": int(level.level.value), "requests": level.ok, "errors": level.errors,
+             "requests_per_s": level.throughput, "p50_ms": level.latency_ms["p50"],
+             "p99_ms": level.latency_ms["p99"], "mean_ms": level.latency_ms["mean"]} for level in report.levels]
 
 
 def main() -> int:
@@ -165,10 +147,8 @@ def main() -> int:
         entry["bound_requests_per_s"] = bound
         server = Server(model_zip, backend)
         try:
-            entry["throughput"] = []
-            for clients in args.clients:
-                with console.status(f"{args.pipeline} on {backend}: {clients} concurrent clients..."):
-                    entry["throughput"].append(measure_throughput(server.address, image, clients, args.seconds))
+            with console.status(f"{args.pipeline} on {backend}: {', '.join(map(str, args.clients))} concurrent clients..."):
+                entry["throughput"] = measure_throughput(server.address, image, args.clients, args.seconds)
         finally:
             server.stop()
         single = entry["throughput"][0]["requests_per_s"]

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", False)
-    configure_logging(verbose)
+    configure_logging(verbose, getattr(args, "log_format", "text"))
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
@@ -63,12 +63,10 @@ def _error(text: str) -> None:
     console.print(text, soft_wrap=True, markup=False, highlight=False)
 
 
-def configure_logging(verbose: bool) -> None:
-    """INFO from brainwave (DEBUG with -v); libraries at WARNING unless -v (azure-core logs every HTTP call at
-    INFO: ~15 lines per registry operation)."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("brainwave").setLevel(logging.DEBUG if verbose else logging.INFO)
+def configure_logging(verbose: bool, log_format: str = "text") -> None:
+    from brainwave.logsetup import configure
+
+    configure(verbose, log_format)
 
 
 def rpc_error_text(exc, used_tls: bool) -> str:
@@ -134,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     health.set_defaults(func=cmd_health)
 
     _add_admin_commands(sub)
+    from brainwave.bench.cli import add_bench_parser
+
+    add_bench_parser(sub)
 
     models = sub.add_parser("models", help="list the featurizer catalog (and registered models)")
     models.set_defaults(func=cmd_models)
@@ -200,7 +201,13 @@ def _add_serve_options(parser) -> None:
                                "(refused by default)")
     security.add_argument("--model-root", type=Path, action="append", default=[],
                           help="a directory reloads may load base paths from (repeatable; --base-path is one)")
-    parser.add_argument("--metrics-port", type=int, default=None, help="expose Prometheus metrics on this port")
+    observe = parser.add_argument_group("REST and observability (docs/observability.md)")
+    observe.add_argument("--rest-port", type=int, default=None,
+                         help="also serve TF Serving's REST API on this port (same keys, limits and TLS as gRPC)")
+    observe.add_argument("--metrics-port", type=int, default=None, help="Prometheus metrics at /metrics on this port")
+    observe.add_argument("--metrics-host", default=None, help="address the metrics port listens on (default: --host)")
+    observe.add_argument("--log-format", choices=["text", "json"], default="text",
+                         help="json: one JSON object per line, with the request id of the call it belongs to")
     drain = parser.add_argument_group("shutdown (SIGTERM drains; docs/deploy.md)")
     drain.add_argument("--drain-delay", type=float, metavar="SECONDS", default=os.environ.get("BRAINWAVE_DRAIN_DELAY", "0"),
                        help="on SIGTERM, report NOT_SERVING but keep answering this long, so load balancers stop "
@@ -339,7 +346,8 @@ def _serve(args, plan=None, registry=None, roots: tuple[Path, ...] = ()) -> int:
     config = ServerConfig(
         host=args.host, port=args.port, max_message_bytes=args.max_message_mb << 20, workers=args.workers,
         max_concurrent_rpcs=args.max_concurrent_rpcs, max_inflight_pixels=args.max_inflight_pixels,
-        limits=RequestLimits(args.max_items, args.max_request_pixels), metrics_port=args.metrics_port, keys=keys,
+        limits=RequestLimits(args.max_items, args.max_request_pixels), metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host, rest_port=args.rest_port, keys=keys,
         admin_without_keys=args.admin_without_keys, model_roots=(*args.model_root, *roots), tls_cert=args.tls_cert,
         tls_key=args.tls_key, tls_client_ca=args.tls_client_ca, load_policy=args.load_policy)
     manager = ServableManager()
@@ -359,8 +367,10 @@ def _serve(args, plan=None, registry=None, roots: tuple[Path, ...] = ()) -> int:
             server.controller.apply([plan])
     port = server.start()
     served = ", ".join(f"{n} v{','.join(str(s.version) for s in manager.versions(n))}" for n in manager.model_names())
+    extra = "".join(f", {what} on port {http.port}" for what, http in (("REST", server.rest),
+                                                                        ("metrics", server.metrics_server)) if http)
     console.print(f"[green]Serving[/] {served} on {args.host}:{port} (gRPC Predict, model status, admin, health, "
-                  f"reflection). Ctrl-C to stop.", soft_wrap=True)
+                  f"reflection{extra}). Ctrl-C to stop.", soft_wrap=True)
     server.serve_until_signal(args.grace, drain_delay=args.drain_delay,
                               on_signal=lambda name: console.print(f"received {name}, finishing in-flight requests..."))
     manager.close()

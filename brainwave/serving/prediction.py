@@ -10,16 +10,19 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Mapping, Protocol, Sequence, TypeVar
 
 import grpc
 import numpy as np
 
 from brainwave.errors import CancelledError, InvalidInputError, brief, clip
+from brainwave.featurizer.backend import BackendError
 from brainwave.pipeline.definition import TensorflowStage
 from brainwave.protocol.api import SIGNATURE_DEF_MAP_URL, api
 from brainwave.protocol.tensors import numpy_dtype_name, numpy_to_tensor, tensor_to_numpy
 from brainwave.serving.limits import PixelBudget, RequestLimits
-from brainwave.serving.metrics import ServingMetrics
+from brainwave.serving.metrics import ServingMetrics, note_servable
 from brainwave.serving.servables import Servable, ServableManager
 from brainwave.serving.status import RequestError
 
@@ -29,6 +32,38 @@ SIGNATURE_NAME = "serving_default"
 INPUT_ALIAS = "images"
 OUTPUT_ALIAS = "output_alias"
 PREDICT_METHOD = "tensorflow/serving/predict"
+
+
+class CallControl(Protocol):
+    """What the prediction core asks of a call, whatever its protocol (a gRPC ServicerContext is one)."""
+
+    def is_active(self) -> bool: ...
+
+    def time_remaining(self) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the served model's input takes: its numpy dtype (None: encoded images, as strings) and the most
+    elements one request may carry to it."""
+
+    dtype: np.dtype | None
+    max_elements: int
+
+
+@dataclass(frozen=True)
+class Prediction:
+    servable: Servable
+    outputs: dict[str, np.ndarray]  # output key -> the stacked outputs of every item
+
+
+Wire = TypeVar("Wire")
+# (input as sent, its alias, what the model takes) -> array; a TensorProto decoder for gRPC, a JSON one for REST
+InputDecoder = Callable[[Wire, str, InputSpec], np.ndarray]
+
+
+def decode_tensor(tensor, alias: str, spec: InputSpec) -> np.ndarray:
+    return tensor_to_numpy(tensor, alias, spec.max_elements)
 
 
 class PredictionHandlers:
@@ -59,10 +94,10 @@ class PredictionHandlers:
         return self.manager.resolve(*self.target(model_spec))
 
     @staticmethod
-    def check_signature(model_spec) -> None:
-        if model_spec.signature_name not in ("", SIGNATURE_NAME):
+    def check_signature_name(signature_name: str) -> None:
+        if signature_name not in ("", SIGNATURE_NAME):
             raise RequestError(grpc.StatusCode.FAILED_PRECONDITION,
-                               f'Serving signature key "{clip(model_spec.signature_name, 80)}" not found.')
+                               f'Serving signature key "{clip(signature_name, 80)}" not found.')
 
     @staticmethod
     def fill_model_spec(target, servable: Servable) -> None:
@@ -73,31 +108,46 @@ class PredictionHandlers:
     # --- Predict -------------------------------------------------------------------------------
     def predict(self, request, context):
         name, version, label = self.target(request.model_spec)
-        self.check_signature(request.model_spec)
+        result = self.run_predict(name, version, label, request.model_spec.signature_name, request.inputs,
+                                  decode_tensor, request.output_filter, context)
+        response = api().PredictResponse()
+        self.fill_model_spec(response.model_spec, result.servable)
+        for key, array in result.outputs.items():
+            response.outputs[key].CopyFrom(numpy_to_tensor(array))
+        return response
+
+    def run_predict(self, name: str, version: int | None, label: str | None, signature_name: str,
+                    inputs: Mapping[str, Wire], decode: InputDecoder, output_filter: Sequence[str],
+                    control: CallControl) -> Prediction:
+        """The protocol-neutral Predict: routing, lease, limits, cancellation, stats and canary mirroring. gRPC
+        and REST differ only in how they decode `inputs` and encode the result."""
+        self.check_signature_name(signature_name)
         with self.manager.lease(name, version, label) as lease:
             servable = lease.servable
+            note_servable(servable)
             start, ok = time.perf_counter(), False
             try:
-                items, outputs, keys = self._run(request, servable, context)
+                items, outputs, keys = self._run(inputs, decode, output_filter, servable, control)
                 ok = True
             finally:
                 servable.stats.record(time.perf_counter() - start, ok)
         if lease.routed:
             self._maybe_mirror(name, servable, items, outputs)
-        response = api().PredictResponse()
-        self.fill_model_spec(response.model_spec, servable)
         stacked = np.concatenate(outputs, axis=0)
-        for key in keys:
-            response.outputs[key].CopyFrom(numpy_to_tensor(stacked))
-        return response
+        return Prediction(servable, {key: stacked for key in keys})
 
-    def _run(self, request, servable: Servable, context):
+    def input_spec(self, pipeline) -> InputSpec:
+        dtype = None if pipeline.takes_images else np.dtype(pipeline.input_dtype.as_numpy_dtype)
+        return InputSpec(dtype, self.limits.elements_for(pipeline))
+
+    def _run(self, inputs: Mapping[str, Wire], decode: InputDecoder, output_filter: Sequence[str],
+             servable: Servable, control: CallControl):
         """Check everything the request declares before any work, reserve its decoded pixels, then run its items
         one by one, stopping as soon as the client has gone away."""
         pipeline = servable.pipeline
-        alias, tensor = self._single_input(request, pipeline)
-        keys = self._output_keys(request, pipeline)
-        array = tensor_to_numpy(tensor, alias, self.limits.elements_for(pipeline))
+        alias = self._single_input(inputs, pipeline)
+        keys = self._output_keys(output_filter, pipeline)
+        array = decode(inputs[alias], alias, self.input_spec(pipeline))
         items = pipeline.items(array, alias)
         if len(items) > self.limits.max_items:
             raise InvalidInputError(f"input {brief(alias)} holds {len(items)} items; the limit per request is "
@@ -108,14 +158,18 @@ class PredictionHandlers:
                                     f"{self.limits.max_request_pixels} per request")
 
         def gone() -> bool:
-            return not context.is_active()
+            return not control.is_active()
 
         outputs = []
-        with self.pixel_budget.reserve(pixels, context.time_remaining()):
+        with self.pixel_budget.reserve(pixels, control.time_remaining()):
             for item in items:
                 if gone():
                     raise CancelledError("the client cancelled the request")
-                result = pipeline.run(item, should_stop=gone)
+                try:
+                    result = pipeline.run(item, should_stop=gone)
+                except BackendError as exc:
+                    self.metrics.observe_device_error(pipeline, exc)
+                    raise
                 self.metrics.observe_stages(servable, result.stage_seconds)
                 if log.isEnabledFor(logging.DEBUG):
                     timings = ", ".join(f"{label}: {s * 1000:.2f} ms" for label, s in zip(pipeline.stage_labels, result.stage_seconds))
@@ -155,9 +209,9 @@ class PredictionHandlers:
             names |= {first.input_tensor, first.input_tensor.split(":")[0]}
         return names
 
-    def _single_input(self, request, pipeline):
+    def _single_input(self, inputs: Mapping, pipeline) -> str:
         accepted = self._input_names(pipeline)
-        sent = set(request.inputs)
+        sent = set(inputs)
         if len(sent) != 1:
             extra = sorted(sent - accepted)
             raise RequestError(
@@ -168,13 +222,13 @@ class PredictionHandlers:
         if alias not in accepted:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"input tensor alias not found in signature: {clip(alias, 80)}. Inputs expected to be in the set {{{INPUT_ALIAS}}}.")
-        return alias, request.inputs[alias]
+        return alias
 
     @staticmethod
-    def _output_keys(request, pipeline) -> list[str]:
+    def _output_keys(output_filter: Sequence[str], pipeline) -> list[str]:
         last = pipeline.definition.pipeline[-1]
         tensor_name = last.output_tensor if isinstance(last, TensorflowStage) else None
-        wanted = list(request.output_filter) or [OUTPUT_ALIAS]
+        wanted = list(output_filter) or [OUTPUT_ALIAS]
         allowed = {OUTPUT_ALIAS} | ({tensor_name, tensor_name.split(":")[0]} if tensor_name else set())
         for key in wanted:
             if key not in allowed:
@@ -188,6 +242,7 @@ class PredictionHandlers:
     # --- GetModelMetadata -------------------------------------------------------------------------
     def get_model_metadata(self, request, context):
         servable = self.resolve(request.model_spec)
+        note_servable(servable)
         fields = list(request.metadata_field)
         if not fields:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "GetModelMetadataRequest must specify at least one metadata_field")

@@ -6,7 +6,6 @@ import signal
 import ssl
 import threading
 import time
-from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -22,9 +21,11 @@ from brainwave.protocol.api import ADMIN_SERVICE, MODEL_SERVICE, PREDICTION_SERV
 from brainwave.serving.admin import AdminHandlers
 from brainwave.serving.auth import KeyAuthInterceptor, MethodGate
 from brainwave.serving.limits import PixelBudget, RequestLimits
-from brainwave.serving.metrics import ServingMetrics
+from brainwave.serving.metrics import (REQUEST_ID_HEADER, GrpcMetricsInterceptor, ServingMetrics, note_model,
+                                       request_id, request_scope)
 from brainwave.serving.model_status import ModelStatusHandlers
 from brainwave.serving.prediction import PredictionHandlers
+from brainwave.serving.rest_server import AsgiServer, TlsFiles
 from brainwave.serving.servables import ServableManager
 from brainwave.serving.status import status_for
 from brainwave.serving.versions import AVAILABILITY_PRESERVING, VersionController
@@ -46,6 +47,8 @@ class ServerConfig:
     limits: RequestLimits = field(default_factory=RequestLimits)
     max_inflight_pixels: int = 80_000_000  # decoded pixels of all requests in flight (~1.1 GB of decode buffers)
     metrics_port: int | None = None
+    metrics_host: str | None = None  # None: the gRPC host
+    rest_port: int | None = None  # TF Serving's REST API on this port (0 picks a free one); None: off
     # Order of loading and unloading when versions change: "availability" (load first) or "resource" (unload first)
     load_policy: str = AVAILABILITY_PRESERVING
     # API keys: a KeyRing or KeyFile (see serving/auth.py); None serves without keys.
@@ -106,6 +109,8 @@ class ModelServer:
         self.metrics = ServingMetrics()
         self.port: int | None = None
         self._server: grpc.Server | None = None
+        self.rest: AsgiServer | None = None
+        self.metrics_server: AsgiServer | None = None
         self._health = health.HealthServicer()
         self._log = RateLimitedLog(log)
 
@@ -120,14 +125,14 @@ class ModelServer:
         options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
                    ("grpc.max_send_message_length", cfg.max_message_bytes),
                    ("grpc.so_reuseport", 0)]
-        interceptors = []
+        interceptors = [GrpcMetricsInterceptor(self.metrics)]  # first: it sees refused calls too
         if cfg.keys is not None:
             interceptors.append(KeyAuthInterceptor(cfg.keys))
         elif not cfg.admin_without_keys:
             interceptors.append(MethodGate(ADMIN_METHODS, grpc.StatusCode.PERMISSION_DENIED,
                                            "the admin API is off on a server without API keys: start it with "
                                            "--keys-file (or --admin-without-keys on a trusted network)"))
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="grpc"),
+        server = grpc.server(self.metrics.executor("grpc", max_workers=cfg.workers, thread_name_prefix="grpc"),
                              options=options, interceptors=interceptors,
                              maximum_concurrent_rpcs=cfg.max_concurrent_rpcs)
         self._add_services(server)
@@ -140,12 +145,39 @@ class ModelServer:
             raise ConfigError(f"cannot listen on {address}: the port is in use or the address is not this host's; "
                               "pick another with --port/--host")
         self.port, self._server = port, server
+        self._bind_http()
         return port
+
+    def _bind_http(self) -> None:
+        """The REST API and the metrics endpoint, each on its own port, with the same TLS as gRPC (REST)."""
+        cfg = self.config
+        servers = []
+        if cfg.rest_port is not None:
+            from brainwave.serving.rest import RestApi
+
+            tls = TlsFiles(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca) if cfg.tls_cert else None
+            api_ = RestApi(self.prediction, self.status_handlers, self.metrics, self.failure, cfg.keys,
+                           max_body_bytes=cfg.max_message_bytes, max_concurrent=cfg.max_concurrent_rpcs,
+                           workers=cfg.workers)
+            self.rest = AsgiServer(api_.app(), cfg.host, cfg.rest_port, tls, name="REST")
+            servers.append((self.rest, "--rest-port"))
+        if cfg.metrics_port is not None:
+            self.metrics_server = AsgiServer(self.metrics.asgi_app(), cfg.metrics_host or cfg.host, cfg.metrics_port,
+                                             name="metrics")
+            servers.append((self.metrics_server, "--metrics-port"))
+        for http, flag in servers:
+            try:
+                http.bind()
+            except OSError as exc:
+                raise ConfigError(f"cannot listen on {http.host}:{http.port} ({exc.strerror or exc}): the port is "
+                                  f"in use or the address is not this host's; pick another with {flag}") from None
 
     def _add_services(self, server: grpc.Server) -> None:
         cfg = self.config
-        prediction = PredictionHandlers(self.manager, self.metrics, cfg.limits, PixelBudget(cfg.max_inflight_pixels))
-        status = ModelStatusHandlers(self.manager, self.controller, self.registry, cfg.model_roots)
+        pixels = PixelBudget(cfg.max_inflight_pixels)
+        prediction = self.prediction = PredictionHandlers(self.manager, self.metrics, cfg.limits, pixels)
+        status = self.status_handlers = ModelStatusHandlers(self.manager, self.controller, self.registry, cfg.model_roots)
+        self.metrics.watch(self.manager, pixels)
         admin = AdminHandlers(self.manager, self.controller)
         a = api()
         server.add_generic_rpc_handlers((
@@ -174,8 +206,9 @@ class ModelServer:
         port = self.bind()
         self._server.start()
         self.manager.on_change(self._update_health)
-        if self.config.metrics_port is not None:
-            self.metrics.serve_http(self.config.metrics_port)
+        for http in (self.rest, self.metrics_server):
+            if http is not None:
+                http.start()
         log.debug("serving %s on %s:%d", ", ".join(self.manager.model_names()) or "no model yet", self.config.host, port)
         return port
 
@@ -199,32 +232,38 @@ class ModelServer:
         return grpc.method_handlers_generic_handler(service, handlers)
 
     def _guarded(self, method: str, fn):
-        """Every error becomes a status code and a one-line message; nothing escapes to kill the server."""
+        """Every error becomes a status code and a one-line message; nothing escapes to kill the server. Each
+        call gets a request id (the client's x-request-id, or a new one), returned in trailing metadata."""
         def handler(request, context):
-            start = time.perf_counter()
-            try:
-                if not context.is_active():  # cancelled while queued: do no work at all
-                    raise CancelledError("the client cancelled the request before it started")
-                response = fn(request, context)
-                code, message = grpc.StatusCode.OK, ""
-            except Exception as exc:  # noqa: BLE001 - the boundary where errors become statuses
-                code, message = status_for(exc)
-                if code == grpc.StatusCode.INTERNAL:
-                    self._log.error(method, "%s failed: %s: %s", method, type(exc).__name__, clip(str(exc)),
-                                    exc_info=log.isEnabledFor(logging.DEBUG))
-                else:
-                    self._log.warning((method, code), "%s -> %s: %s", method, code.name, message)
-            self.metrics.observe_request(method, self._model_label(request), code.name, time.perf_counter() - start)
+            presented = dict(context.invocation_metadata() or ()).get(REQUEST_ID_HEADER)
+            with request_scope("grpc", method, request_id(presented)) as scope:
+                context.set_trailing_metadata(((REQUEST_ID_HEADER, scope.request_id),))
+                start = time.perf_counter()
+                try:
+                    if not context.is_active():  # cancelled while queued: do no work at all
+                        raise CancelledError("the client cancelled the request before it started")
+                    response = fn(request, context)
+                    code, message = grpc.StatusCode.OK, ""
+                except Exception as exc:  # noqa: BLE001 - the boundary where errors become statuses
+                    code, message = self.failure(method, exc)
+                spec = getattr(request, "model_spec", None)
+                note_model(getattr(spec, "name", "") or self.manager.default_model_name(), self.manager.model_names())
+                self.metrics.observe_request(scope, code.name, time.perf_counter() - start)
             if code != grpc.StatusCode.OK:
                 context.abort(code, message)
             return response
         return handler
 
-    def _model_label(self, request) -> str:
-        """The metrics label for a request's model: a served model's name, never a client's arbitrary string
-        (each label value is a time series kept forever)."""
-        name = getattr(getattr(request, "model_spec", None), "name", "") or self.manager.default_model_name() or ""
-        return name if name in self.manager.model_names() else "unresolved"
+    def failure(self, method: str, exc: Exception) -> tuple[grpc.StatusCode, str]:
+        """(status, one-line message) for a failed call of either protocol, logged at most a few times in a
+        window: INTERNAL with its cause (which stays in the log), the others as warnings."""
+        code, message = status_for(exc)
+        if code == grpc.StatusCode.INTERNAL:
+            self._log.error(method, "%s failed: %s: %s", method, type(exc).__name__, clip(str(exc)),
+                            exc_info=log.isEnabledFor(logging.DEBUG))
+        else:
+            self._log.warning((method, code), "%s -> %s: %s", method, code.name, message)
+        return code, message
 
     def stop(self, grace: float | None = 5.0) -> None:
         """Stop accepting requests; in-flight ones get `grace` seconds to finish."""
@@ -233,6 +272,9 @@ class ModelServer:
         self._health.enter_graceful_shutdown()
         self._server.stop(grace).wait()
         self._server = None
+        for http in (self.rest, self.metrics_server):
+            if http is not None:
+                http.stop(grace)
 
     def wait(self) -> None:
         if self._server is not None:

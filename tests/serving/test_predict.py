@@ -159,10 +159,10 @@ def test_client_waits_for_a_server_that_is_not_up_yet(resnet50_pipeline, chelsea
 
 def test_client_does_not_retry_other_errors(resnet50_server, chelsea):
     counter = resnet50_server.server.metrics.requests
-    before = counter.labels("PredictionService/Predict", "unresolved", "NOT_FOUND")._value.get()
+    before = counter.labels("grpc", "PredictionService/Predict", "unresolved", "unresolved", "NOT_FOUND")._value.get()
     with PredictionClient(resnet50_server.address, model_name="nope", max_retries=5, retry_backoff=0.01) as client:
         with pytest.raises(grpc.RpcError) as info:
             client.score_image(chelsea)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     # one attempt, counted under "unresolved": an unknown name must not become a metrics label
-    assert counter.labels("PredictionService/Predict", "unresolved", "NOT_FOUND")._value.get() == before + 1
+    assert counter.labels("grpc", "PredictionService/Predict", "unresolved", "unresolved", "NOT_FOUND")._value.get() == before + 1
