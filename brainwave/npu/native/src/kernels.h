@@ -104,11 +104,23 @@ inline void finish(float *dst, F y, uint32_t act, uint32_t n) { store_n(dst, V::
 /* ---------------------------------------------------------------------------------------------------------- */
 /* Quantization (docs/numerics.md "Quantizing a block") */
 
-/* Quantizes 16 lanes (zero past the tensor's channels) with M = mbits: writes the mantissas and returns E + 127,
- * the biased exponent, in every lane. The kernel shifts integers; here x * 2^(M-1-E) is a power-of-two scaling,
- * exact unless it underflows (and then far below 0.5), so rounding it to nearest even and saturating gives the
- * same mantissas. The exponent stays in vector registers, and every power of two is built from its bits. */
-inline I quantize_block(F x, int mbits, I &m) {
+/* The constants of one precision's quantizer, built once per call of quantize(). */
+struct QuantScale {
+    F lim, neg_lim;  /* +-(2^M - 1) */
+    I inv_step_base; /* (M-1) + 254: minus E + 127 it is the exponent field of 2^(M-1-E) */
+    I step_base;     /* 1 - M: plus E + 127 it is the exponent field of 2^(E-(M-1)) */
+};
+
+inline QuantScale quant_scale(int mbits) {
+    const float lim = (float)((1 << mbits) - 1);
+    return QuantScale{V::fset(lim), V::fset(-lim), V::iset(mbits - 1 + 254), V::iset(1 - mbits)};
+}
+
+/* Quantizes 16 lanes (zero past the tensor's channels): writes the mantissas and returns E + 127, the biased
+ * exponent, in every lane. The kernel shifts integers; here x * 2^(M-1-E) is a power-of-two scaling, exact unless
+ * it underflows (and then far below 0.5), so rounding it to nearest even and saturating gives the same mantissas.
+ * The exponent stays in vector registers, and every power of two is built from its bits. */
+inline I quantize_block(F x, const QuantScale &qs, I &m) {
     const I u = V::bits(x);
     I a = V::iand(u, V::iset(0x7FFFFFFF));
     a = V::zero_if_gt(a, V::iset(0x7F800000)); /* NaN -> 0 */
@@ -117,31 +129,36 @@ inline I quantize_block(F x, int mbits, I &m) {
      * E_MIN like the spec's, since their true exponent is below -126 */
     const I biased = V::imax(V::imin(V::shr(V::hmax(a), 23), V::iset(BW_EXP_MAX + 127)), V::iset(BW_EXP_MIN + 127));
     const F sanitized = V::from_bits(V::ior(a, V::iand(u, V::iset((int32_t)0x80000000u))));
-    const F inv_step = V::from_bits(V::shl(V::isub(V::iset(mbits - 1 + 254), biased), 23)); /* 2^(M-1-E) */
+    const F q = V::mul(sanitized, V::from_bits(V::shl(V::isub(qs.inv_step_base, biased), 23)));
     /* saturate before converting (q can pass 2^31 when E is clamped at E_MAX); lim is an integer, so clamping
      * first and rounding after equals the spec's rounding and then clamping */
-    const float lim = (float)((1 << mbits) - 1);
-    const F q = V::mul(sanitized, inv_step);
-    m = V::round_int(V::max_first(V::min_first(q, V::fset(lim)), V::fset(-lim)));
+    m = V::round_int(V::max_first(V::min_first(q, qs.lim), qs.neg_lim));
     return biased;
 }
 
 /* Input pixels [begin, end) of a CONV2D: int16 mantissas and exponent bits (dense, grouped), or the dequantized
- * values m * 2^(E-(M-1)), exact floats (depthwise). */
+ * values m * 2^(E-(M-1)), exact floats (depthwise). Fields are copied to locals first: the stores below could
+ * alias them as far as the compiler knows, and it would reload them for every block. */
 void quantize(const Conv &c, const Buffers &b, size_t begin, size_t end) {
     const Insn &d = *c.d;
+    const QuantScale qs = quant_scale(c.mbits);
+    const uint32_t nb = c.nb, in_c = d.in_c;
+    const float *in = b.arena + d.in_off;
+    int16_t *const qm = b.qm;
+    int32_t *const qe = b.qe;
+    float *const qf = c.wdw ? b.qf : nullptr;
     for (size_t p = begin; p < end; ++p) {
-        const float *px = b.arena + d.in_off + (uint64_t)p * d.in_c;
-        for (uint32_t k = 0; k < c.nb; ++k) {
-            const uint64_t blk = (uint64_t)p * c.nb + k;
+        for (uint32_t k = 0; k < nb; ++k) {
+            const uint64_t blk = (uint64_t)p * nb + k;
+            const uint64_t c0 = (uint64_t)k * kLanes;
             I m;
-            const I biased = quantize_block(load_n(px + k * kLanes, lanes_left(d.in_c, (uint64_t)k * kLanes)), c.mbits, m);
-            if (c.wdw) {
-                const F step = V::from_bits(V::shl(V::iadd(biased, V::iset(1 - c.mbits)), 23)); /* 2^(E-(M-1)) */
-                V::fstore(b.qf + blk * kLanes, V::mul(V::to_float(m), step));
+            const I biased = quantize_block(load_n(in + (uint64_t)p * in_c + c0, lanes_left(in_c, c0)), qs, m);
+            if (qf) {
+                const F step = V::from_bits(V::shl(V::iadd(biased, qs.step_base), 23));
+                V::fstore(qf + blk * kLanes, V::mul(V::to_float(m), step));
             } else {
-                V::store_i16(b.qm + blk * kLanes, m);
-                b.qe[blk] = V::first(V::shl(biased, 23));
+                V::store_i16(qm + blk * kLanes, m);
+                qe[blk] = V::first(V::shl(biased, 23));
             }
         }
     }
