@@ -202,13 +202,16 @@ struct PixelWindows {
 template <int P>
 inline PixelWindows<P> pixel_windows(const Insn &d, uint64_t pix0) {
     PixelWindows<P> g;
+    uint64_t oy = pix0 / d.out_w, ox = pix0 % d.out_w; /* one division, then step along the row */
     for (int p = 0; p < P; ++p) {
-        const uint64_t pix = pix0 + p;
-        const uint64_t oy = pix / d.out_w, ox = pix % d.out_w;
         g.row0[p] = oy * d.sh - d.pt;
         g.col0[p] = ox * d.sw - d.pl;
         g.y[p] = window(oy, d.sh, d.pt, d.kh, d.in_h);
         g.x[p] = window(ox, d.sw, d.pl, d.kw, d.in_w);
+        if (++ox == d.out_w) {
+            ox = 0;
+            ++oy;
+        }
     }
     return g;
 }
