@@ -1,7 +1,6 @@
 """model.zip is read safely: hostile archives are refused and leave nothing behind."""
 import io
 import json
-import os
 import stat
 import tempfile
 import zipfile
@@ -31,15 +30,16 @@ def seed_members(resnet50_zip: Path) -> dict[str, bytes]:
         return {name: archive.read(name) for name in archive.namelist()}
 
 
-def brainwave_temp_dirs() -> set[str]:
-    return {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("brainwave-model-")}
-
-
 @pytest.fixture
-def no_leftovers():
-    before = brainwave_temp_dirs()
+def no_leftovers(tmp_path, monkeypatch):
+    """Extraction happens in a temp directory of this test's own (other processes may extract models into the
+    shared one at the same time); whatever is refused must leave nothing there."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     yield
-    assert brainwave_temp_dirs() == before, "a refused archive left an extraction directory behind"
+    leftovers = [p.name for p in scratch.iterdir()]
+    assert not leftovers, f"a refused archive left {leftovers} behind"
 
 
 def test_seed_zip_layout_matches_the_user_flow(resnet50_zip):

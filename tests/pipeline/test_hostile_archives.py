@@ -4,6 +4,7 @@ directory or leaving anything behind."""
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -92,9 +93,12 @@ def test_a_weights_file_that_is_a_broken_zip_is_a_load_error(tmp_path):
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_mutated_zips_only_ever_raise_the_projects_errors(small_zip, tmp_path, data):
+def test_mutated_zips_only_ever_raise_the_projects_errors(small_zip, tmp_path, monkeypatch, data):
     """Random byte flips, truncations and splices of a valid model.zip: read and extract either succeed or raise
     a BrainwaveError, and never leave an extraction directory behind."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(exist_ok=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     raw = bytearray(small_zip.read_bytes())
     for _ in range(data.draw(st.integers(1, 6))):
         kind = data.draw(st.sampled_from(["flip", "truncate", "splice", "zero"]))
@@ -117,6 +121,7 @@ def test_mutated_zips_only_ever_raise_the_projects_errors(small_zip, tmp_path, d
             assert extracted.root.is_dir()
     except BrainwaveError:
         pass
+    assert not list(scratch.iterdir()), "an extraction directory was left behind"
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
