@@ -29,18 +29,23 @@ RETRYABLE_METHODS = ((PREDICTION_SERVICE, "Predict"), (PREDICTION_SERVICE, "GetM
 GRPC_MAX_ATTEMPTS = 5  # gRPC clamps retryPolicy.maxAttempts to 5 (and logs an error when given more)
 
 
-def retry_service_config(max_retries: int, backoff: float) -> str | None:
-    """The service config that retries RETRYABLE_METHODS on UNAVAILABLE: up to `max_retries` more attempts (at
-    most 4, gRPC's limit), the n-th after a random wait of up to backoff * 2**(n-1) seconds. None for no retries."""
+def service_config(max_retries: int, backoff: float, load_balancing: str | None = None) -> str | None:
+    """The channel's service config. Retries: RETRYABLE_METHODS on UNAVAILABLE, up to `max_retries` more
+    attempts (at most 4, gRPC's limit), the n-th after a random wait of up to backoff * 2**(n-1) seconds.
+    `load_balancing="round_robin"` spreads calls over every address the target resolves to (a headless
+    Service's DNS name, or ipv4:A:P1,B:P2) instead of gRPC's default, one connection to the first."""
+    config: dict = {}
     attempts = min(max_retries + 1, GRPC_MAX_ATTEMPTS)
-    if attempts < 2:
-        return None
-    initial = max(backoff, 0.001)
-    policy = {"maxAttempts": attempts, "initialBackoff": f"{initial:.3f}s",
-              "maxBackoff": f"{initial * 2 ** (attempts - 2):.3f}s", "backoffMultiplier": 2,
-              "retryableStatusCodes": ["UNAVAILABLE"]}
-    names = [{"service": service, "method": method} for service, method in RETRYABLE_METHODS]
-    return json.dumps({"methodConfig": [{"name": names, "retryPolicy": policy}]})
+    if attempts >= 2:
+        initial = max(backoff, 0.001)
+        policy = {"maxAttempts": attempts, "initialBackoff": f"{initial:.3f}s",
+                  "maxBackoff": f"{initial * 2 ** (attempts - 2):.3f}s", "backoffMultiplier": 2,
+                  "retryableStatusCodes": ["UNAVAILABLE"]}
+        names = [{"service": service, "method": method} for service, method in RETRYABLE_METHODS]
+        config["methodConfig"] = [{"name": names, "retryPolicy": policy}]
+    if load_balancing:
+        config["loadBalancingConfig"] = [{load_balancing: {}}]
+    return json.dumps(config) if config else None
 
 
 def open_channel(address: str, port: int | None = None, use_ssl: bool = False, root_certificates: bytes | None = None,
@@ -73,7 +78,7 @@ def auth_metadata(access_token: str | None, service_name: str | None = None) -> 
 
 def call_with_retries(method, request, timeout: float, metadata, max_retries: int, backoff: float):
     """Call a unary method; only UNAVAILABLE (server not up, connection lost) is retried, with backoff.
-    For ModelAdminClient's calls; PredictionClient's retries are gRPC's own (retry_service_config)."""
+    For ModelAdminClient's calls; PredictionClient's retries are gRPC's own (service_config)."""
     for attempt in range(max_retries + 1):
         try:
             return method(request, timeout=timeout, metadata=metadata)
@@ -103,12 +108,13 @@ class PredictionClient:
                  root_certificates: bytes | None = None, client_certificate: bytes | None = None,
                  client_private_key: bytes | None = None, timeout: float = 30.0, max_retries: int = 3,
                  retry_backoff: float = 0.2, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 wait_for_ready: bool = False) -> None:
+                 wait_for_ready: bool = False, load_balancing: str | None = None) -> None:
         """`max_retries` (at most 4, gRPC's limit) and `retry_backoff` shape the retry policy on UNAVAILABLE;
-        `wait_for_ready` makes calls wait, up to `timeout`, for a server that is not up yet instead of failing."""
+        `wait_for_ready` makes calls wait, up to `timeout`, for a server that is not up yet instead of failing;
+        `load_balancing="round_robin"` balances calls over all the target's addresses (see service_config)."""
         self._channel, target = open_channel(address, port, use_ssl, root_certificates, client_certificate,
                                              client_private_key, max_message_bytes,
-                                             retry_service_config(max_retries, retry_backoff))
+                                             service_config(max_retries, retry_backoff, load_balancing))
         self.target = target
         self.model_name = model_name
         self.model_version = model_version

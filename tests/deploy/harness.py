@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support import REPO
 
@@ -17,3 +21,21 @@ def _load(name: str = "brainwave_local_cluster"):
 
 
 cluster = _load()
+
+
+def watch_health(address: str, seen: list[str]) -> threading.Thread:
+    """Record every status the server's health Watch stream sends until the stream ends (the server stops)."""
+    channel = grpc.insecure_channel(address)
+    stream = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+
+    def run() -> None:
+        try:
+            for reply in stream:
+                seen.append(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+        except grpc.RpcError:
+            pass  # the stream ends when the server stops
+        channel.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread

@@ -1,5 +1,6 @@
 """PredictionClient's retries are gRPC's own retry policy (the channel's service config): UNAVAILABLE is
-retried for the idempotent calls, up to the configured attempts; no other status is."""
+retried for the idempotent calls, up to the configured attempts; no other status is. Its round_robin option
+balances calls over every address of the target (client-side load balancing, as with a headless Service)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ import grpc
 import numpy as np
 import pytest
 
-from brainwave.client import GRPC_MAX_ATTEMPTS, PredictionClient, retry_service_config
+from brainwave.client import GRPC_MAX_ATTEMPTS, PredictionClient, service_config
 from brainwave.protocol.api import PREDICTION_SERVICE, api
 from brainwave.protocol.tensors import numpy_to_tensor
 
@@ -84,8 +85,8 @@ def test_no_retries_means_one_attempt(scripted):
 
 
 def test_service_config_names_only_the_idempotent_calls():
-    assert retry_service_config(0, 0.2) is None
-    config = json.loads(retry_service_config(10, 0.2))
+    assert service_config(0, 0.2) is None
+    config = json.loads(service_config(10, 0.2))
     (method_config,) = config["methodConfig"]
     policy = method_config["retryPolicy"]
     assert policy["maxAttempts"] == GRPC_MAX_ATTEMPTS  # gRPC's cap, not 11
@@ -94,3 +95,18 @@ def test_service_config_names_only_the_idempotent_calls():
     assert names == {("tensorflow.serving.PredictionService", "Predict"),
                      ("tensorflow.serving.PredictionService", "GetModelMetadata"),
                      ("tensorflow.serving.ModelService", "GetModelStatus")}
+
+
+def test_round_robin_spreads_calls_over_every_address(scripted):
+    (first, a), (second, b) = scripted([]), scripted([])
+    target = f"ipv4:{first},{second}"  # what a headless Service's DNS name resolves to, here on loopback
+    with PredictionClient(target) as client:  # gRPC's default (pick_first): every call to one address
+        for _ in range(20):
+            client.score_numpy_array(np.zeros(4, np.float32))
+    assert sorted((a.calls, b.calls)) == [0, 20]
+    with PredictionClient(target, load_balancing="round_robin") as client:
+        for _ in range(200):  # until both addresses are connected and taking turns
+            client.score_numpy_array(np.zeros(4, np.float32))
+            if min(a.calls, b.calls) >= 5:
+                break
+    assert min(a.calls, b.calls) >= 5, (a.calls, b.calls)

@@ -4,33 +4,11 @@ the container test)."""
 from __future__ import annotations
 
 import signal
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from brainwave.client import PredictionClient
-from tests.deploy.harness import cluster
+from tests.deploy.harness import cluster, watch_health
 from tests.support import free_port
-
-
-def watch_health(address: str, seen: list[str]) -> threading.Thread:
-    """Record every status the server's health Watch stream sends until the stream ends (the server stops)."""
-    channel = grpc.insecure_channel(address)
-    stream = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
-
-    def run() -> None:
-        try:
-            for reply in stream:
-                seen.append(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
-        except grpc.RpcError:
-            pass  # the stream ends when the server stops
-        channel.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 def test_sigterm_reports_not_serving_keeps_answering_then_exits_0(small_zip, photo, tmp_path):

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.harness import cluster
-from tests.deploy.test_drain import watch_health
+from tests.deploy.harness import cluster, watch_health
 
 pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None,
                                 reason="HAProxy is not installed (scripts/setup.d/70-deploy.sh installs it)")
