@@ -32,7 +32,9 @@ class Level:
 
     @property
     def label(self) -> str:
-        return f"{int(self.value)} clients" if self.mode == "concurrency" else f"{self.value:g}/s"
+        if self.mode == "rate":
+            return f"{self.value:g}/s"
+        return f"{int(self.value)} client{'s' if self.value != 1 else ''}"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from brainwave.bench.scrape import breakdown, parse
 from brainwave.bench.targets import BenchError
 from brainwave.serving.auth import KeyRing
 from brainwave.serving.servables import ServableManager
+from tests.serving.test_security import pki  # noqa: F401 - the TLS fixture, shared
 from tests.support import REPO, start_server, tensor_pipeline_zip
 
 STALL_S = 0.2
@@ -104,7 +105,7 @@ def test_grpc_and_rest_levels_with_keys_and_stage_breakdown(numbers_server):
         report = run_bench(BenchConfig(address, protocol=protocol, model="numbers", key="bench-key",
                                        concurrency=(1, 2), rates=(40,), duration_s=0.5, warmup_s=0.1,
                                        metrics_url=numbers_server.metrics_url))
-        assert [level.level.label for level in report.levels] == ["1 clients", "2 clients", "40/s"]
+        assert [level.level.label for level in report.levels] == ["1 client", "2 clients", "40/s"]
         for level in report.levels:
             assert level.ok > 0 and not level.errors, (protocol, level.codes)
             assert level.server["stages_ms"]["stage 0 (numbers.pb)"] > 0
@@ -169,9 +170,9 @@ def test_the_command_writes_json_and_plot_without_tensorflow(numbers_server, tmp
             "--metrics-url", numbers_server.metrics_url, "--json", str(out_json), "--plot", str(out_png)]
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stderr
-    assert "p99.9" in done.stdout and "1 clients" in done.stdout and "30/s" in done.stdout
+    assert "p99.9" in done.stdout and "1 client " in done.stdout and "30/s" in done.stdout
     results = json.loads(out_json.read_text())
-    assert [level["label"] for level in results["levels"]] == ["1 clients", "2 clients", "30/s"]
+    assert [level["label"] for level in results["levels"]] == ["1 client", "2 clients", "30/s"]
     assert results["levels"][2]["arrivals"] == "poisson" and results["levels"][0]["latency_ms"]["p99"] > 0
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -184,3 +185,18 @@ def test_the_command_fails_in_one_line(numbers_server, tmp_path):
         done = subprocess.run([sys.executable, "-m", "brainwave.cli", "bench", *args, "--duration", "0.2"],
                               capture_output=True, text=True, timeout=120, cwd=REPO)
         assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_tls_on_both_protocols(numbers_pipeline, pki):  # noqa: F811
+    manager = ServableManager()
+    manager.add("numbers", 1, numbers_pipeline)
+    running = start_server(manager, rest_port=0, keys=KeyRing("tls-key"), tls_cert=pki / "server.crt",
+                           tls_key=pki / "server.key")
+    try:
+        for protocol, port in (("grpc", running.server.port), ("rest", running.server.rest.port)):
+            report = run_bench(BenchConfig(f"localhost:{port}", protocol=protocol, model="numbers", key="tls-key",
+                                           ca=pki / "ca.crt", concurrency=(1,), warmup_s=0, duration_s=10,
+                                           max_requests=5))
+            assert report.levels[0].ok == 5, (protocol, report.levels[0].codes)
+    finally:
+        running.server.stop(grace=0)
