@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 from pathlib import Path
 
 from brainwave.errors import BrainwaveError
+
+BENCH_MODULES = ("hdrh", "httpx", "matplotlib", "prometheus_client")  # the `bench` extra
 
 
 def _numbers(kind):
@@ -66,6 +69,10 @@ def cmd_bench(args) -> int:
     from brainwave.bench.inputs import image_files
     from brainwave.bench.report import plot, table, write_json
 
+    missing = [name for name in BENCH_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise BrainwaveError(f"brainwave bench needs its extra (missing {', '.join(missing)}): "
+                             "pip install 'brainwave[bench]'")
     if args.duration <= 0 or args.warmup < 0:
         raise BrainwaveError("--duration must be positive and --warmup not negative")
     if (args.client_cert is None) != (args.client_key is None):

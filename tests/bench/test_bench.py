@@ -200,3 +200,14 @@ def test_tls_on_both_protocols(numbers_pipeline, pki):  # noqa: F811
             assert report.levels[0].ok == 5, (protocol, report.levels[0].codes)
     finally:
         running.server.stop(grace=0)
+
+
+def test_without_the_bench_extra_the_command_says_what_to_install(monkeypatch, capsys):
+    import importlib.util
+
+    from brainwave.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "hdrh" else real(name, *a))
+    assert main(["bench", "--address", "127.0.0.1:1"]) == 1
+    assert "pip install 'brainwave[bench]'" in capsys.readouterr().err

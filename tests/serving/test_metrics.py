@@ -158,6 +158,9 @@ def test_queued_and_inflight_calls(resnet50_pipeline, chelsea, monkeypatch):
             release.set()
             for call in calls:
                 call.join(60)
+        deadline = time.monotonic() + 30  # the reply leaves before the worker is handed back
+        while gauges.inflight.labels("grpc")._value.get() and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert gauges.inflight.labels("grpc")._value.get() == 0 and gauges.queued.labels("grpc")._value.get() == 0
     finally:
         release.set()
