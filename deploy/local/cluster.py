@@ -62,8 +62,8 @@ def health_check_bytes() -> tuple[str, str]:
     return conn.data_to_send().hex(), framed(serving).hex()
 
 
-def haproxy_config(port: int, servers: dict[str, int], stats_socket: Path, *, check_ms: int = 200, fall: int = 2, rise: int = 2,
-                   per_replica: int = 4, host: str = "127.0.0.1") -> str:
+def haproxy_config(port: int, servers: dict[str, int], stats_socket: Path, *, check_ms: int = 200, fall: int = 2,
+                   rise: int = 2, per_replica: int = 4, host: str = "127.0.0.1") -> str:
     request, serving = health_check_bytes()
     lines = "\n".join(f"    server {name} 127.0.0.1:{server_port}" for name, server_port in servers.items())
     return f"""\
@@ -108,7 +108,6 @@ class Replica:
     serve_args: list[str]
     log: Path
     process: subprocess.Popen | None = None
-    exit_codes: list[int] = field(default_factory=list)
 
     @property
     def address(self) -> str:
@@ -139,16 +138,14 @@ class Replica:
     def terminate(self, timeout: float = 120.0) -> int:
         """SIGTERM (a drain), then wait for the exit code."""
         self.process.send_signal(signal.SIGTERM)
-        return self._reap(timeout)
+        return self.wait(timeout)
 
     def kill(self) -> int:
         self.process.kill()
-        return self._reap(30.0)
+        return self.wait(30.0)
 
-    def _reap(self, timeout: float) -> int:
-        code = self.process.wait(timeout)
-        self.exit_codes.append(code)
-        return code
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -233,7 +230,8 @@ class LocalCluster:
         """`extra` adds replicas with their own serve arguments (e.g. a model that cannot load)."""
         workdir.mkdir(parents=True, exist_ok=True)
         specs = {f"r{i + 1}": serve_args for i in range(replicas)} | (extra or {})
-        self.replicas = {name: Replica(name, free_port(), args, workdir / f"{name}.log") for name, args in specs.items()}
+        self.replicas = {name: Replica(name, free_port(), args, workdir / f"{name}.log")
+                         for name, args in specs.items()}
         self.proxy = HAProxy(workdir, port or free_port(), {n: r.port for n, r in self.replicas.items()},
                              **proxy_options)
 
@@ -294,7 +292,8 @@ class Load:
     """`clients` closed-loop clients (one PredictionClient, so one channel, each) scoring `payload` through
     `address` until stop() or `seconds` have passed, whichever is first."""
 
-    def __init__(self, address: str, payload: bytes, clients: int = 8, seconds: float = 600.0, **client_options) -> None:
+    def __init__(self, address: str, payload: bytes, clients: int = 8, seconds: float = 600.0,
+                 **client_options) -> None:
         self.address, self.payload, self.clients, self.seconds = address, payload, clients, seconds
         self.client_options = client_options
         self.result = LoadResult()
@@ -363,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give a model.zip (or --print-config)")
     with LocalCluster(args.workdir, [str(args.model_zip), "--drain-delay", "1", *serve_args], args.replicas,
                       port=args.port) as cluster:
-        print(f"{args.replicas} replicas behind HAProxy on {cluster.proxy.address}; logs in {args.workdir}; Ctrl-C stops")
+        print(f"{args.replicas} replicas behind HAProxy on {cluster.proxy.address}; logs in {args.workdir}; "
+              "Ctrl-C stops")
         try:
             while True:
                 time.sleep(3600)

@@ -40,7 +40,8 @@ def scripted():
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         method = grpc.unary_unary_rpc_method_handler(handler, request_deserializer=api().PredictRequest.FromString,
                                                      response_serializer=api().PredictResponse.SerializeToString)
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(PREDICTION_SERVICE, {"Predict": method}),))
+        service = grpc.method_handlers_generic_handler(PREDICTION_SERVICE, {"Predict": method})
+        server.add_generic_rpc_handlers((service,))
         port = server.add_insecure_port("127.0.0.1:0")
         server.start()
         servers.append(server)

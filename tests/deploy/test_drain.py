@@ -29,7 +29,7 @@ def test_sigterm_reports_not_serving_keeps_answering_then_exits_0(small_zip, pho
             with ThreadPoolExecutor(4) as pool:
                 answers = list(pool.map(lambda _: client.score_images([photo] * 16), range(4)))
         assert [answer.shape for answer in answers] == [(16, 10)] * 4
-        assert replica._reap(120) == 0, replica.log_tail()
+        assert replica.wait(120) == 0, replica.log_tail()
         assert seen[0] == "SERVING" and seen[-1] == "NOT_SERVING"
         assert replica.log_tail(1) == "stopped"
     finally:

@@ -7,7 +7,6 @@ a slow machine makes the tests longer, not red."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
