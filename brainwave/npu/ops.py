@@ -1,6 +1,8 @@
-"""The op table: one entry per opcode, holding its field rules, the tensors it reads, its weight checks and its
-MAC count. Validation (`validate`, the kernel's rules in the kernel's order) and everything that counts work
-(`program_macs`, the performance model) go through it.
+"""The op table: one entry per opcode, holding its field rules, the tensors it reads, its weight checks, its
+MAC count and the NPU unit that runs it. Validation (`validate`, the kernel's rules in the kernel's order) and
+everything that counts work (`program_macs`, the performance model) go through it. The performance model
+(brainwave/fpga/perf) costs an instruction by its unit: how many cycles a unit takes depends on the target, so
+the cost functions live there, one per unit (`UNIT_COSTS` in brainwave/fpga/perf/v2.py and v1.py).
 
 Adding an opcode touches: an `Opcode` value (isa.py, which regenerates hls/src/npu_isa.h), an entry here, its
 case in the HLS kernel (hls/src/npu_kernel.cpp) and in the native executor (brainwave/npu/native/src), and
@@ -9,12 +11,14 @@ its reading of the spec (tests/support/spec_ref.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 from .isa import ISA_VERSION, MAX_CHANNELS, Activation, Instruction, Opcode, Program, ProgramError, Status
 from .numerics import EXP_MAX, EXP_MIN, Precision
 
 Check = Callable[[Instruction], "str | None"]
+Unit = Literal["mac", "vector"]
+UNITS: tuple[Unit, ...] = ("mac", "vector")
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,7 @@ class Op:
     macs: Callable[[Instruction], int] = lambda d: 0
     check_weights: Callable[[Instruction, int], "str | None"] = lambda d, size: None  # bounds in the weights blob
     check_exponents: Callable[[Instruction, bytes], "str | None"] = lambda d, weights: None
+    unit: Unit = "vector"  # the NPU unit that runs it: the MAC engine or the vector unit (docs/hardware.md)
 
 
 # --- CONV2D --------------------------------------------------------------------------------------------
@@ -101,7 +106,7 @@ def _add_operands(d: Instruction) -> dict[str, tuple[int, int, int]]:
 
 
 OPS: dict[int, Op] = {op.opcode: op for op in (
-    Op(Opcode.CONV2D, _conv_fields, _conv_operands, _conv_macs, _conv_weights, _conv_exponents),
+    Op(Opcode.CONV2D, _conv_fields, _conv_operands, _conv_macs, _conv_weights, _conv_exponents, unit="mac"),
     Op(Opcode.ADD, _same_shape, _add_operands),
     Op(Opcode.MAXPOOL, _pool_fields, _in_out),
     Op(Opcode.AVGPOOL, _pool_fields, _in_out),
@@ -110,6 +115,7 @@ OPS: dict[int, Op] = {op.opcode: op for op in (
     Op(Opcode.PAD, _pad_fields, _in_out),
 )}
 assert set(OPS) == set(Opcode), "every opcode needs an entry in the op table"
+assert all(op.unit in UNITS for op in OPS.values()), "every op runs on a unit the performance model costs"
 
 
 _OPERAND_NAMES = {"in_offset": "input tensor", "out_offset": "output tensor", "in2_offset": "second operand",
@@ -154,3 +160,7 @@ def instruction_macs(d: Instruction) -> int:
 
 def program_macs(program: Program) -> int:
     return sum(instruction_macs(d) for d in program.instructions)
+
+
+def instruction_unit(d: Instruction) -> Unit:
+    return OPS[d.opcode].unit

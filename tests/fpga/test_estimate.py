@@ -1,4 +1,4 @@
-"""The performance model (brainwave/fpga/perf.py): an estimate, labelled as one; the v1 kernel as coded; the v2
+"""The performance model (brainwave/fpga/perf/): an estimate, labelled as one; the v1 kernel as coded; the v2
 kernel and design per board and precision; `brainwave models --estimate BOARD --json`."""
 from __future__ import annotations
 
@@ -8,14 +8,25 @@ import json
 import pytest
 
 from brainwave.fpga import perf
-from brainwave.fpga.boards import TARGETS
+from brainwave.fpga.boards import TARGETS, get_board
+from brainwave.npu.isa import Instruction, Opcode
+from brainwave.npu.ops import OPS, instruction_macs
+
+
+def _conv(in_shape, out_shape, kernel, stride, pads, groups, precision) -> Instruction:
+    """A CONV2D instruction with these shapes (offsets 0: the model does not read them for one instruction)."""
+    (ih, iw, ic), (oh, ow, oc) = in_shape, out_shape
+    return Instruction(Opcode.CONV2D, precision=precision, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc,
+                       kernel_h=kernel[0], kernel_w=kernel[1], stride_h=stride[0], stride_w=stride[1],
+                       pad_top=pads[0], pad_left=pads[1], pad_bottom=pads[2], pad_right=pads[3], groups=groups)
 
 
 def test_estimate_of_smoke_program_from_instructions(smoke):
     img, _, _ = smoke
-    layers = perf.layers_from_program(img)
-    assert [L.op for L in layers][:1] == ["PAD"]
-    est = perf.estimate_layers(layers, "kv260")
+    assert [d.op.name for d in img.instructions][:1] == ["PAD"]
+    est = perf.estimate_program(img, "kv260")
+    for d, cost in zip(img.instructions, est.design):  # the op table's unit decides the cost function
+        assert (cost.path == "vector") == (OPS[d.opcode].unit == "vector"), d
     assert est.total_cycles > 0
     assert est.latency_ms == est.total_cycles / (TARGETS["kv260"].npu.clock_mhz * 1e3)
     assert est.kernel_latency_ms >= est.latency_ms
@@ -24,13 +35,13 @@ def test_estimate_of_smoke_program_from_instructions(smoke):
 def test_v1_as_coded_counts_port_requests():
     """A 1x1 conv in the old kernel: every weight block costs 1 + block_bytes single-byte requests (II 17 in bfp16,
     33 in bfp20), far from the one block per cycle the old model assumed."""
-    conv = perf.Layer("CONV2D", (56, 56, 256), (56, 56, 64), (1, 1), (1, 1), (0, 0, 0, 0), 1, 1)
-    kv = perf.get_board("kv260")
+    conv = _conv((56, 56, 256), (56, 56, 64), (1, 1), (1, 1), (0, 0, 0, 0), 1, 1)
+    kv = get_board("kv260")
     ideal = perf.v1_idealised_cycles(conv, kv)
-    assert perf.layer_macs(conv) / 16 <= ideal <= 1.5 * perf.layer_macs(conv) / 16
+    assert instruction_macs(conv) / 16 <= ideal <= 1.5 * instruction_macs(conv) / 16
     c16 = perf.v1_as_coded(conv)
     assert 16 * ideal < c16.cycles < 19 * ideal
-    conv20 = perf.Layer("CONV2D", (56, 56, 256), (56, 56, 64), (1, 1), (1, 1), (0, 0, 0, 0), 1, 3)
+    conv20 = _conv((56, 56, 256), (56, 56, 64), (1, 1), (1, 1), (0, 0, 0, 0), 1, 3)
     c20 = perf.v1_as_coded(conv20)
     assert 1.8 * c16.cycles < c20.cycles < 2.1 * c16.cycles
     # every weight fetched again for every output pixel
@@ -38,16 +49,16 @@ def test_v1_as_coded_counts_port_requests():
 
 
 def test_v2_conv_is_bounded_by_its_parts():
-    conv = perf.Layer("CONV2D", (28, 28, 128), (28, 28, 128), (3, 3), (1, 1), (1, 1, 1, 1), 1, 1)
+    conv = _conv((28, 28, 128), (28, 28, 128), (3, 3), (1, 1), (1, 1, 1, 1), 1, 1)
     tgt = TARGETS["kv260"]
     plan = perf.plan_conv(conv, tgt.npu)
     assert plan.path == "dense" and plan.k == 16 and plan.nbw == 8 and plan.steps == 72
     cost = perf.v2_conv(conv, tgt, perf.kernel_variant(tgt))
-    ideal = perf.layer_macs(conv) / tgt.npu.macs_bfp16
+    ideal = instruction_macs(conv) / tgt.npu.macs_bfp16
     assert ideal < cost.compute_cycles <= cost.cycles < 2 * ideal
-    dw = perf.Layer("CONV2D", (56, 56, 144), (56, 56, 144), (3, 3), (1, 1), (1, 1, 1, 1), 144, 3)
+    dw = _conv((56, 56, 144), (56, 56, 144), (3, 3), (1, 1), (1, 1, 1, 1), 144, 3)
     assert perf.plan_conv(dw, tgt.npu).path == "depthwise"
-    grouped = perf.Layer("CONV2D", (8, 8, 12), (8, 8, 6), (3, 3), (1, 1), (1, 1, 1, 1), 2, 1)
+    grouped = _conv((8, 8, 12), (8, 8, 6), (3, 3), (1, 1), (1, 1, 1, 1), 2, 1)
     assert perf.plan_conv(grouped, tgt.npu).path == "generic"
 
 
@@ -96,6 +107,33 @@ def test_resources_stay_within_the_devices(catalog_estimates):
         assert perf.within(res, res["device"]), (board, prec, res)
     k26 = perf.resources(TARGETS["kv260"], "bfp20")
     assert perf.within(k26, k26["budget"]) and k26["dsp"] == 1024
+
+
+def test_figures_the_docs_quote(catalog_estimates):
+    """The figures docs/hardware.md and the table in docs/fpga.md quote, as the text estimate prints them (v1 in
+    ms to .1, v2 in ms to .2): a change to the model that moves one of them must update the docs too."""
+    e = catalog_estimates
+    r20, r16 = e["resnet50", "bfp20", "kv260"], e["resnet50", "bfp16", "kv260"]
+    assert (f"{r20.v1_as_coded_ms:.1f}", f"{r16.v1_as_coded_ms:.1f}") == ("45764.9", "24763.1")  # 45.8 s, 24.8 s
+    assert (f"{r20.v1_idealised_ms:.1f}", f"{r16.v1_idealised_ms:.1f}") == ("2851.6", "1539.0")  # 2.85 s, 1.54 s
+    assert f"{r20.v1_weight_bytes / 1e9:.2f}" == "8.71"  # GB of weights per image, v1 bfp20
+    assert (f"{r20.kernel_latency_ms:.2f}", f"{r16.kernel_latency_ms:.2f}") == ("31.13", "23.55")
+    assert (f"{r20.latency_ms:.2f}", f"{r16.latency_ms:.2f}") == ("20.15", "12.75")
+    assert f"{e['efficientnet-lite0', 'bfp20', 'kv260'].latency_ms:.2f}" == "4.12"
+    assert f"{e['resnet50', 'bfp16', 'u250'].latency_ms:.2f}" == "1.80"
+    assert (f"{r20.ddr_bytes(False) / 1e6:.1f}", f"{r20.ddr_bytes(True) / 1e6:.1f}") == ("159.5", "147.9")
+    for prec, lut_k in (("bfp20", 56), ("bfp16", 86)):
+        res = perf.resources(TARGETS["kv260"], prec)
+        assert (res["dsp"], res["uram"], res["bram36"], round(res["lut"] / 1e3)) == (1024, 60, 48, lut_k)
+
+
+def test_resources_without_rtl_figures_say_so(tmp_path):
+    """An installed package has no rtl/ (REPO is then site-packages): the provisional lane figures are used, and
+    the source every resource figure carries says so and where it looked."""
+    assert perf.rtl_lane_figures(tmp_path) is None
+    lanes, source = perf.lane_figures(tmp_path)
+    assert lanes == perf.PROVISIONAL_LANES
+    assert source.startswith("provisional") and str(tmp_path / "rtl" / "resources.json") in source
 
 
 def test_estimate_json_from_the_cli(capsys):

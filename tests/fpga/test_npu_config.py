@@ -1,6 +1,6 @@
 """The performance model is derived from the kernel: the same configuration table, the same tiling.
 
-- hls/src/npu_config.h is generated from brainwave/fpga/boards.py TARGETS (the table perf.py reads);
+- hls/src/npu_config.h is generated from brainwave/fpga/boards.py TARGETS (the table brainwave/fpga/perf reads);
 - for every convolution of both catalog networks (and the HLS sweep's), the model's plan_conv equals the plan
   the C++ kernel makes, read through libnpu.so's C-sim-only hook npu_plan_conv, for the default (KV260) build
   and for the PYNQ-Z2 and U250 configurations."""
@@ -49,13 +49,13 @@ def _kernel_plan(lib, words: np.ndarray) -> tuple:
 
 
 def _conv_instructions():
-    """(words, Layer) for the convs of the catalog networks in bfp16 and bfp20, and of the sweep."""
+    """(words, Instruction) for the convs of the catalog networks in bfp16 and bfp20, and of the sweep."""
     pytest.importorskip("keras")
     import cases
 
     from brainwave.models.catalog import build_featurizer, resolve_featurizer
     from brainwave.npu.compiler import compile_keras
-    from brainwave.npu.isa import Program
+    from brainwave.npu.isa import Opcode, Program
 
     programs = []
     for name in ("resnet50", "efficientnet-lite0"):
@@ -67,10 +67,9 @@ def _conv_instructions():
             programs.append(Program.from_bytes(case.program, case.weights))
     out = []
     for prog in programs:
-        layers = perf.layers_from_program(prog)
-        for insn, layer in zip(prog.instructions, layers):
-            if layer.op == "CONV2D":
-                out.append((np.array(insn.words(), dtype=np.uint32), layer))
+        for insn in prog.instructions:
+            if insn.op == Opcode.CONV2D:
+                out.append((np.array(insn.words(), dtype=np.uint32), insn))
     return out
 
 
@@ -84,10 +83,10 @@ def test_model_plans_what_the_kernel_runs(convs, target):
     lib = _plan_lib(target)
     npu = boards.get_target(target).npu
     seen = set()
-    for words, layer in convs:
+    for words, insn in convs:
         want = _kernel_plan(lib, words)
-        got = perf.plan_conv(layer, npu).as_kernel_tuple()
-        assert got == want, f"{target} {layer.name} {layer.in_shape}->{layer.out_shape}: model {got} kernel {want}"
+        got = perf.plan_conv(insn, npu).as_kernel_tuple()
+        assert got == want, f"{target} {insn.name} {insn.in_shape}->{insn.out_shape}: model {got} kernel {want}"
         seen.add(got[0])
     assert seen >= {0, 1, 2}  # dense, depthwise and generic layers all compared
 

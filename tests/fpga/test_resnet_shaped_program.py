@@ -40,8 +40,9 @@ def test_estimate_of_hand_packed_program_matches_compiled_resnet50(resnet_progra
     cost the same."""
     from brainwave.fpga import perf
     from brainwave.models.catalog import build_featurizer, resolve_featurizer
+    from brainwave.npu.isa import Program
 
-    from_program = perf.estimate_layers(perf.layers_from_program(resnet_program[0]), "kv260")
+    from_program = perf.estimate_program(Program.from_bytes(*resnet_program), "kv260")
     from_keras = perf.estimate_model(build_featurizer(resolve_featurizer("resnet50")), "kv260", precision="bfp16")
     assert from_program.macs == from_keras.macs
     conv_p = from_program.by_op()["CONV2D"][1]
