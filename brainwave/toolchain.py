@@ -33,24 +33,32 @@ def build_root() -> Path:
     return Path(cache) / "brainwave"
 
 
-def _source_hash(source_dir: Path, extra: tuple[str, ...]) -> str:
+_NOT_SOURCES = {"build", "__pycache__"}
+
+
+def _source_hash(source_dir: Path, extra: tuple[str, ...], extra_files: tuple[Path, ...]) -> str:
     digest = hashlib.sha256()
-    for path in sorted(p for p in source_dir.rglob("*") if p.is_file() and "build" not in p.relative_to(source_dir).parts):
+    for path in sorted(p for p in source_dir.rglob("*")
+                       if p.is_file() and not _NOT_SOURCES & set(p.relative_to(source_dir).parts)):
         digest.update(path.relative_to(source_dir).as_posix().encode())
         digest.update(path.read_bytes())
+    for path in extra_files:
+        digest.update(Path(path).read_bytes())
     for item in extra:
         digest.update(item.encode())
     return digest.hexdigest()[:16]
 
 
-def build_library(name: str, source_dir: Path, make_vars: dict[str, str] | None = None) -> Path:
+def build_library(name: str, source_dir: Path, make_vars: dict[str, str] | None = None,
+                  extra_files: tuple[Path, ...] = ()) -> Path:
     """`make -C source_dir lib BUILD=<cache>/<name>-<hash> ...`, once; the path of lib<name>.so.
 
-    `make_vars` are passed to make (e.g. an include directory); they enter the cache key.
+    `make_vars` are passed to make (e.g. an include directory); they enter the cache key, and so do the contents
+    of `extra_files` (sources outside source_dir the build reads, e.g. a shared header).
     """
     source_dir = Path(source_dir)
     extra = tuple(f"{k}={v}" for k, v in sorted((make_vars or {}).items()))
-    target_dir = build_root() / f"{name}-{_source_hash(source_dir, extra)}"
+    target_dir = build_root() / f"{name}-{_source_hash(source_dir, extra, tuple(extra_files))}"
     library = target_dir / f"lib{name}.so"
     if library.is_file():
         return library

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from brainwave.npu.executor import split_batch
-from brainwave.npu.isa import Program
+from brainwave.npu.isa import Instruction, Program
 from brainwave.npu.ops import validate
 
 from ._library import SIMD_PATHS, Library, NativeError
@@ -88,7 +88,24 @@ class NativeExecutor:
             entry.finalizer.detach()
             self._lib.free_program(entry.handle)
 
+    def trace(self, program: Program, x: np.ndarray) -> list[tuple[Instruction, np.ndarray]]:
+        """Run `program` once, returning each instruction with a copy of the tensor it wrote (per-layer
+        comparisons such as benchmarks/accuracy_report.py's SQNR)."""
+        outputs: list[np.ndarray] = []
+
+        def observe(index: int, arena) -> None:
+            d = program.instructions[index]
+            size = d.out_h * d.out_w * d.out_c
+            view = np.ctypeslib.as_array(arena, shape=(d.out_offset + size,))[d.out_offset:]
+            outputs.append(view.reshape(d.out_shape).copy())
+
+        self._execute(program, x, observe)
+        return list(zip(program.instructions, outputs))
+
     def run(self, program: Program, x: np.ndarray) -> np.ndarray:
+        return self._execute(program, x)
+
+    def _execute(self, program: Program, x: np.ndarray, observe=None) -> np.ndarray:
         x, batched = split_batch(program, x)
         with self._lock:
             self._check_open()
@@ -96,7 +113,7 @@ class NativeExecutor:
         try:
             handle = self._handle(program)
             out = np.empty(program.output_shape, dtype=np.float32)
-            self._lib.run(self._engine, handle, x, out)  # releases the GIL
+            self._lib.run(self._engine, handle, x, out, observe)  # releases the GIL (the observer retakes it)
         finally:
             with self._lock:
                 self._running -= 1

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import threading
 from pathlib import Path
 
@@ -13,6 +12,8 @@ from brainwave.npu.isa import ProgramError, Status
 
 SOURCE_DIR = Path(__file__).resolve().parent / "src"
 SIMD_PATHS = ("avx512vnni", "avx2", "portable")  # fastest first
+# bwn_observer: (user, instruction index, arena)
+OBSERVER = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.POINTER(ctypes.c_float))
 _ERR_LEN = 512
 
 
@@ -20,15 +21,14 @@ class NativeError(BrainwaveError):
     """The native executor cannot do what was asked: a SIMD path this CPU lacks, a bad option, no memory."""
 
 
-def _make_vars(defines: tuple[str, ...]) -> dict[str, str]:
+def _isa_header() -> Path:
     from brainwave.paths import hls_dir
 
-    include = hls_dir() / "src"
-    make_vars = {
-        "ISA_INCLUDE": str(include),
-        # the header is not in build_library's source hash: its contents go into the cache key this way
-        "ISA_HEADER_SHA256": hashlib.sha256((include / "npu_isa.h").read_bytes()).hexdigest(),
-    }
+    return hls_dir() / "src" / "npu_isa.h"
+
+
+def _make_vars(defines: tuple[str, ...]) -> dict[str, str]:
+    make_vars = {"ISA_INCLUDE": str(_isa_header().parent)}
     if defines:
         make_vars["DEFINES"] = " ".join(f"-D{d}" for d in defines)
     return make_vars
@@ -47,7 +47,8 @@ class Library:
 
         with cls._lock:
             if defines not in cls._loaded:
-                cls._loaded[defines] = cls(build_library("bwnative", SOURCE_DIR, _make_vars(defines)))
+                cls._loaded[defines] = cls(build_library("bwnative", SOURCE_DIR, _make_vars(defines),
+                                                         extra_files=(_isa_header(),)))
             return cls._loaded[defines]
 
     def __init__(self, path: Path):
@@ -63,6 +64,7 @@ class Library:
             ("bwn_program_load", vp, [vp, sz, vp, sz, ctypes.POINTER(ctypes.c_uint32), cp, sz]),
             ("bwn_program_free", None, [vp]),
             ("bwn_run", ctypes.c_int, [vp, vp, vp, vp]),
+            ("bwn_run_observed", ctypes.c_int, [vp, vp, vp, vp, OBSERVER, vp]),
         ):
             fn = getattr(lib, name)
             fn.restype, fn.argtypes = restype, argtypes
@@ -100,7 +102,13 @@ class Library:
     def free_program(self, handle: int) -> None:
         self._lib.bwn_program_free(handle)
 
-    def run(self, engine: int, program: int, x: np.ndarray, out: np.ndarray) -> None:
-        """x, out: C-contiguous float32 of the program's input and output sizes (the caller checks shapes)."""
-        if self._lib.bwn_run(engine, program, x.ctypes.data, out.ctypes.data) != 0:
+    def run(self, engine: int, program: int, x: np.ndarray, out: np.ndarray, observer=None) -> None:
+        """x, out: C-contiguous float32 of the program's input and output sizes (the caller checks shapes).
+        `observer(index, arena_pointer)`, if given, is called after every instruction."""
+        if observer is None:
+            status = self._lib.bwn_run(engine, program, x.ctypes.data, out.ctypes.data)
+        else:
+            callback = OBSERVER(lambda user, index, arena: observer(index, arena))
+            status = self._lib.bwn_run_observed(engine, program, x.ctypes.data, out.ctypes.data, callback, None)
+        if status != 0:
             raise NativeError("out of memory for the run's arena")

@@ -4,6 +4,7 @@
  *   bwn_program_load    validates like the kernel, copies and repacks what running needs (the caller's buffers may
  *                       be freed afterwards); any engine can run a loaded program
  *   bwn_run             one input -> one output; thread-safe
+ *   bwn_run_observed    the same, calling an observer with the arena after every instruction (per-layer tracing)
  *
  * Every function catches its own exceptions: nothing throws across this interface. */
 #ifndef BWNATIVE_H
@@ -44,6 +45,14 @@ BWN_API void bwn_program_free(bwn_program *program);
 /* input: input_h * input_w * input_c floats (HWC); output: output_h * output_w * output_c floats. Returns 0, or
  * -1 when the run's memory could not be allocated. */
 BWN_API int bwn_run(bwn_engine *engine, bwn_program *program, const float *input, float *output);
+
+/* Called after instruction `index` ran, with the run's arena (arena_words floats), to read what it wrote; on the
+ * thread that called bwn_run_observed. */
+typedef void (*bwn_observer)(void *user, uint32_t index, const float *arena);
+
+/* bwn_run, calling observer(user, i, arena) after each instruction i. */
+BWN_API int bwn_run_observed(bwn_engine *engine, bwn_program *program, const float *input, float *output,
+                             bwn_observer observer, void *user);
 
 #ifdef __cplusplus
 }

@@ -160,11 +160,14 @@ class Runner {
                      reinterpret_cast<int32_t *>(scratch + plan.qm_bytes), reinterpret_cast<float *>(scratch)};
     }
 
-    void run(const float *input, float *output) {
+    void run(const float *input, float *output, bwn_observer observer, void *user) {
         const uint32_t *h = plan_.header;
         std::memcpy(b_.arena + h[BW_H_INPUT_OFFSET], input, plan_.input_words() * sizeof(float));
         for (const Range &r : plan_.zero_ranges) std::memset(b_.arena + r.begin, 0, (r.end - r.begin) * sizeof(float));
-        for (const Step &s : plan_.steps) step(s);
+        for (size_t i = 0; i < plan_.steps.size(); ++i) {
+            step(plan_.steps[i]);
+            if (observer) observer(user, (uint32_t)i, b_.arena);
+        }
         std::memcpy(output, b_.arena + h[BW_H_OUTPUT_OFFSET], plan_.output_words() * sizeof(float));
     }
 
@@ -306,10 +309,15 @@ bwn_program *bwn_program_load(const uint32_t *words, size_t nwords, const uint8_
 void bwn_program_free(bwn_program *program) { delete program; }
 
 int bwn_run(bwn_engine *engine, bwn_program *program, const float *input, float *output) {
+    return bwn_run_observed(engine, program, input, output, nullptr, nullptr);
+}
+
+int bwn_run_observed(bwn_engine *engine, bwn_program *program, const float *input, float *output,
+                     bwn_observer observer, void *user) {
     std::lock_guard<FifoLock> turn(engine->fifo);
     try {
         std::unique_ptr<RunMemory> memory = program->acquire();
-        Runner(*engine->kernels, engine->pool, *program->plan, *memory).run(input, output);
+        Runner(*engine->kernels, engine->pool, *program->plan, *memory).run(input, output, observer, user);
         program->release(std::move(memory));
         return 0;
     } catch (const std::bad_alloc &) {
