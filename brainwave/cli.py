@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     health.set_defaults(func=cmd_health)
 
     _add_admin_commands(sub)
+    from brainwave.image import add_image_commands
+
+    add_image_commands(sub)
     from brainwave.bench.cli import add_bench_parser
 
     add_bench_parser(sub)
@@ -159,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_serve_options(parser) -> None:
     parser.add_argument("--load-policy", choices=["availability", "resource"], default="availability",
                        help="on version changes: load new versions first (default) or unload old ones first")
-    parser.add_argument("--port", type=int, default=50051)
+    parser.add_argument("--port", type=int, default=os.environ.get("BRAINWAVE_PORT", "50051"),
+                        help="port to listen on (default: BRAINWAVE_PORT or 50051)")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: every interface)")
     parser.add_argument("--name", help="model name clients ask for (default: the zip's folder or file name)")
     parser.add_argument("--version", type=int, default=1, help="version number to serve the model as")
