@@ -174,12 +174,12 @@ def _add_serve_options(parser) -> None:
     parser.add_argument("--board", default=None, help="fpga backend: board overlay under bitstreams/ (kv260, zcu104, pynq-z2)")
     parser.add_argument("--simulate", action=argparse.BooleanOptionalAction, default=None,
                        help="fpga backend: run on the simulated board (default: simulate unless on a Zynq board)")
-    parser.add_argument("--npu-threads", type=int, default=None,
-                        help="emulator backend: threads of the native NPU executor (default: one per core)")
     parser.add_argument("--tf-threads", type=int, default=None,
                         help="threads of each TensorFlow pool (default: 1 with the emulator and fpga backends, whose "
-                             "TensorFlow stages are light and run side by side for concurrent requests; one per core "
-                             "with the float backend)")
+                             "TensorFlow stages are light; one per core with the float backend)")
+    parser.add_argument("--npu-threads", type=int, default=None,
+                        help="emulator backend: threads of the native NPU executor (default: the cores TensorFlow "
+                             "does not use, at least 1)")
     parser.add_argument("--no-warmup", dest="warmup", action="store_false",
                         help="load without a warm-up run (by default: the model's own warm-up inputs, or zeros "
                              "through the stages whose input shape is fixed)")
@@ -382,12 +382,22 @@ def _serve(args, plan=None, registry=None, roots: tuple[Path, ...] = ()) -> int:
     return 0
 
 
+def _thread_plan(args) -> tuple[int, int | None]:
+    """(TensorFlow pool threads, NPU executor threads), sized together so they never ask for more than the cores.
+    With an NPU backend TensorFlow runs the light pre- and post-processing on one thread and the executor gets
+    the other cores: the featurizer, the slowest stage, then never waits for a core, and the stages of
+    different requests overlap (preprocessing of the next request runs beside the featurizer of this one)."""
+    cores = os.cpu_count() or 1
+    if args.backend == "float":
+        return args.tf_threads or cores, None
+    tf_threads = args.tf_threads or 1
+    return tf_threads, args.npu_threads or max(1, cores - tf_threads)
+
+
 def _size_tensorflow(args) -> None:
-    """TensorFlow's pools and the NPU executor share the cores: with an NPU backend, TensorFlow runs the light
-    pre- and post-processing one thread per request, and the executor gets the cores (no oversubscription)."""
     from brainwave.tf_runtime import configure_threads
 
-    threads = args.tf_threads or (os.cpu_count() or 1 if args.backend == "float" else 1)
+    threads, _ = _thread_plan(args)
     configure_threads(threads, threads)
 
 
@@ -395,7 +405,7 @@ def _pipeline_loader(args):
     from brainwave.pipeline import Pipeline
 
     options = {key: value for key, value in (("precision", args.precision), ("board", args.board),
-                                             ("simulate", args.simulate), ("threads", args.npu_threads))
+                                             ("simulate", args.simulate), ("threads", _thread_plan(args)[1]))
                if value is not None}
 
     def load(path: Path) -> Pipeline:
