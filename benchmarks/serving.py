@@ -8,7 +8,8 @@ Measured side by side in one run, per backend:
   * gRPC Predict latency at 1 client against `brainwave serve` in its own process (p50 / p99) and the
     overhead between the two
   * throughput (requests/s), p50 and p99 at 1, 2, 4 and 8 concurrent closed-loop clients, next to the
-    pipeline's bound 1 / (slowest stage time) and the 1-client throughput
+    1-client throughput and the pipeline's bound 1 / (slowest stage time), the stage times read from the server's
+    own metrics at 1 client (so they are timed with the server's thread sizing, not this process's)
 and once, the same overhead on a tiny pipeline (a few microseconds of TensorFlow), where it is not hidden in
 the network's run-to-run noise.
 
@@ -36,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "samples"))
 from quickstart import DEMO_PHOTO, free_port, load_builder, wait_until_serving  # noqa: E402
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
@@ -71,9 +72,11 @@ def tiny_pipeline_zip(workdir: Path) -> Path:
 
 class Server:
     def __init__(self, model_zip: Path, backend: str | None) -> None:
-        self.port = free_port()
+        self.port, metrics_port = free_port(), free_port()
         self.address = f"127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "brainwave.cli", "serve", str(model_zip), "--host", "127.0.0.1", "--port", str(self.port)]
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        command = [sys.executable, "-m", "brainwave.cli", "serve", str(model_zip), "--host", "127.0.0.1", "--port",
+                   str(self.port), "--metrics-port", str(metrics_port)]
         if backend:
             command += ["--backend", backend]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -110,16 +113,17 @@ def measure_overhead(model_zip: Path, backend: str | None, image: bytes, count: 
             "overhead_p99_ms": b["p99_ms"] - a["p99_ms"], "stage_median_ms": stage_ms}
 
 
-def measure_throughput(address: str, image: bytes, clients: list[int], seconds: float) -> list[dict]:
+def measure_throughput(server: Server, image: bytes, clients: list[int], seconds: float) -> list[dict]:
     """Closed loop at each number of clients, for `seconds` each after a second of warm-up: `brainwave bench`'s
-    engine (brainwave.bench), the same code and percentiles as the command."""
+    engine (brainwave.bench), the same code and percentiles as the command, with the server's stage times."""
     from brainwave.bench import BenchConfig, run_bench
 
-    report = run_bench(BenchConfig(address, inputs=[image], concurrency=tuple(clients), duration_s=seconds,
-                                   warmup_s=1.0))
+    report = run_bench(BenchConfig(server.address, inputs=[image], concurrency=tuple(clients), duration_s=seconds,
+                                   warmup_s=1.0, metrics_url=server.metrics_url))
     return [{"clients": int(level.level.value), "requests": level.ok, "errors": level.errors,
              "requests_per_s": level.throughput, "p50_ms": level.latency_ms["p50"],
-             "p99_ms": level.latency_ms["p99"], "mean_ms": level.latency_ms["mean"]} for level in report.levels]
+             "p99_ms": level.latency_ms["p99"], "mean_ms": level.latency_ms["mean"],
+             "server_stage_ms": (level.server or {}).get("stages_ms", {})} for level in report.levels]
 
 
 def main() -> int:
@@ -143,14 +147,14 @@ def main() -> int:
         entry = results["backends"][backend] = {}
         with console.status(f"{args.pipeline} on {backend}: in-process vs gRPC..."):
             entry["overhead"] = measure_overhead(model_zip, backend, image, args.requests)
-        bound = 1000.0 / max(entry["overhead"]["stage_median_ms"].values())
-        entry["bound_requests_per_s"] = bound
         server = Server(model_zip, backend)
         try:
             with console.status(f"{args.pipeline} on {backend}: {', '.join(map(str, args.clients))} concurrent clients..."):
-                entry["throughput"] = measure_throughput(server.address, image, args.clients, args.seconds)
+                entry["throughput"] = measure_throughput(server, image, args.clients, args.seconds)
         finally:
             server.stop()
+        stages = entry["throughput"][0]["server_stage_ms"]
+        bound = entry["bound_requests_per_s"] = 1000.0 / max(stages.values())
         single = entry["throughput"][0]["requests_per_s"]
         for level in entry["throughput"]:
             level["of_one_client"] = level["requests_per_s"] / single
@@ -177,12 +181,15 @@ def print_report(results: dict) -> None:
                       f"{r['overhead_p99_ms']:.2f}", stages)
     console.print(table)
     table = Table(title=f"throughput, {results['pipeline']} on {results['cpus']} CPUs (closed loop)")
-    for column in ("backend", "clients", "requests", "req/s", "p50 ms", "p99 ms", "of 1 client", "of 1/slowest stage"):
+    for column in ("backend", "clients", "requests", "req/s", "p50 ms", "p99 ms", "server stages (mean ms)",
+                   "of 1 client", "of 1/slowest stage at 1 client"):
         table.add_column(column, justify="right")
     for backend, e in results["backends"].items():
         for r in e["throughput"]:
+            stages = " / ".join(f"{ms:.1f}" for ms in r["server_stage_ms"].values())
             table.add_row(backend, str(r["clients"]), str(r["requests"]), f"{r['requests_per_s']:.1f}",
-                          f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['of_one_client']:.0%}", f"{r['of_bound']:.0%}")
+                          f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", stages, f"{r['of_one_client']:.0%}",
+                          f"{r['of_bound']:.0%}")
     console.print(table)
 
 
