@@ -1,5 +1,12 @@
-"""NPU compiler: networks -> programs (docs/isa.md). `compile_keras` for Keras models, `ProgramBuilder` by hand."""
-from .builder import CompileError, ProgramBuilder, Tensor
-from .keras_frontend import UnsupportedLayerError, compile_keras
+"""NPU compiler: networks -> programs (docs/compiler.md, docs/isa.md).
 
-__all__ = ["CompileError", "ProgramBuilder", "Tensor", "UnsupportedLayerError", "compile_keras"]
+Frontends (`keras_graph`, `onnx_graph`) build the graph IR (`ir.Graph`), `passes.run_passes` folds and fuses it,
+`lowering.lower` emits the program through `ProgramBuilder`. `compile_keras` / `compile_onnx` do all three;
+`ProgramBuilder` writes programs by hand.
+"""
+from .builder import CompileError, ProgramBuilder, Tensor
+from .errors import UnsupportedOpError
+from .keras_frontend import UnsupportedLayerError, compile_keras, keras_graph
+
+__all__ = ["CompileError", "ProgramBuilder", "Tensor", "UnsupportedLayerError", "UnsupportedOpError",
+           "compile_keras", "keras_graph"]
