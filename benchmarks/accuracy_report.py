@@ -6,7 +6,8 @@
 
 Inputs are seeded, deterministic variations (square-ish crops of 45-100% of the shorter side, horizontal flips,
 resizes to 224x224) of the colour photos scikit-image ships, preprocessed the way each pipeline does. The float
-reference is the catalog Keras model; the NPU side is the compiled program on the bit-exact emulator.
+reference is the catalog Keras model; the NPU side is the compiled program on the native executor
+(brainwave.npu.native, byte for byte the HLS kernel's output).
 - EfficientNet-Lite0: top-1 of the real ImageNet classifier on float vs NPU features.
 - ResNet-50: the catalog has seeded (random) weights and its pipeline a seeded random 2048 -> 1000 classifier
   (pipelines/resnet50/build.py), so its top-1 agreement measures how stable the argmax is under quantization,
@@ -95,6 +96,17 @@ def preprocess(network: str, rgb: np.ndarray) -> np.ndarray:
     return (x - np.float32(127.0)) / np.float32(128.0)  # efficientnet_lite0.preprocess_image's scaling
 
 
+def photo_input(network: str) -> np.ndarray:
+    """scikit-image's chelsea.png resized to 224x224 (bilinear), preprocessed for `network`: (1, 224, 224, 3)
+    float32. benchmarks/featurizer.py times the featurizers on it, and the executor tests (tests/support) run
+    the whole networks on it."""
+    import skimage.data
+    from PIL import Image
+
+    rgb = Image.fromarray(skimage.data.chelsea()).resize((SIZE, SIZE), Image.Resampling.BILINEAR)
+    return preprocess(network, np.asarray(rgb))[None]
+
+
 # ---- classifiers
 @dataclass
 class Classifier:
@@ -109,7 +121,7 @@ def classifier(network: str) -> Classifier:
         from brainwave.models.efficientnet_lite0 import classifier_weights
 
         return Classifier(*classifier_weights(), "the real ImageNet classifier (features @ kernel + bias)", True)
-    # Loaded under its own name: tests put pipelines/resnet50 on sys.path as the module `build`.
+    # The pipelines are scripts, not a package: loaded by path, under a name of its own.
     path = REPO / "pipelines" / "resnet50" / "build.py"
     spec = importlib.util.spec_from_file_location("resnet50_pipeline_build", path)
     module = importlib.util.module_from_spec(spec)
@@ -162,25 +174,23 @@ def energies(reference: np.ndarray, quantized: np.ndarray) -> tuple[float, float
     return float(np.sum(f * f)), float(np.sum(np.square(f - quantized.reshape(-1))))
 
 
-def per_layer_sqnr(model, programs: dict[str, Any], images: np.ndarray) -> dict[str, list[dict]]:
-    """For each precision's program: SQNR of every instruction, energies pooled over `images`.
+def per_layer_sqnr(model, programs: dict[str, Any], images: np.ndarray, executor) -> dict[str, list[dict]]:
+    """For each precision's program: SQNR of every instruction, energies pooled over `images`; each
+    instruction's output comes from `executor.trace` (a NativeExecutor).
 
     The float side is one keras.Model with every instruction's last layer as an output, run once per image
     and shared by all precisions (the compiler emits the same instruction list whatever the precision).
     """
     import keras
 
-    from brainwave.npu.emulator import Emulator
-
     instructions = next(iter(programs.values())).instructions
     names = [insn.name.split("+")[-1] for insn in instructions]
     probe = keras.Model(model.inputs, [model.get_layer(name).output for name in names])
-    emulators = {precision: Emulator(program) for precision, program in programs.items()}
     totals = {precision: np.zeros((len(names), 2)) for precision in programs}
     for image in tqdm(images, desc="per-layer SQNR", unit="img", leave=False):
         floats = [np.asarray(t) for t in probe([image[None]], training=False)]  # a list, like model.inputs
-        for precision, emulator in emulators.items():
-            for i, (insn, out) in enumerate(emulator.trace(image[None])):
+        for precision, program in programs.items():
+            for i, (insn, out) in enumerate(executor.trace(program, image[None])):
                 assert insn.name.split("+")[-1] == names[i], "instruction lists differ between precisions"
                 totals[precision][i] += energies(floats[i], out)
     return {precision: [{"index": i, "instruction": insn.name, "op": insn.op.name,
@@ -209,7 +219,7 @@ def evaluate(network: str, precisions: list[str], rgb_inputs: list[np.ndarray], 
     """Everything the report says about one network, as a JSON-ready dict."""
     from brainwave.models import build_featurizer, resolve_featurizer
     from brainwave.npu.compiler import compile_keras
-    from brainwave.npu.emulator import Emulator
+    from brainwave.npu.native import NativeExecutor
 
     model = build_featurizer(resolve_featurizer(network))
     x = np.stack([preprocess(network, rgb) for rgb in rgb_inputs])
@@ -220,17 +230,17 @@ def evaluate(network: str, precisions: list[str], rgb_inputs: list[np.ndarray], 
         "network": network, "inputs": len(x), "sqnr_images": sqnr_images,
         "classifier": {"description": head.description, "imagenet": head.imagenet}, "precisions": {},
     }
-    for precision, program in programs.items():
-        emulator = Emulator(program)
-        progress = tqdm(x, desc=f"{network} {precision}", unit="img", leave=False)
-        npu = np.stack([emulator.run(image[None])[0] for image in progress])
-        a = agreement(reference, npu, head)
-        result["precisions"][precision] = {
-            "top1_agreement": a.top1, "top5_contains_float_top1": a.top5, "top1_agreement_confident": a.top1_confident,
-            "confident_inputs": a.n_confident, "confident_threshold": CONFIDENT,
-            "cosine_mean": a.cosine_mean, "cosine_min": a.cosine_min}
-    for precision, layers in per_layer_sqnr(model, programs, x[:sqnr_images]).items():
-        result["precisions"][precision].update(summarize(layers), layers=layers)
+    with NativeExecutor() as executor:
+        for precision, program in programs.items():
+            progress = tqdm(x, desc=f"{network} {precision}", unit="img", leave=False)
+            npu = np.stack([executor.run(program, image[None])[0] for image in progress])
+            a = agreement(reference, npu, head)
+            result["precisions"][precision] = {
+                "top1_agreement": a.top1, "top5_contains_float_top1": a.top5,
+                "top1_agreement_confident": a.top1_confident, "confident_inputs": a.n_confident,
+                "confident_threshold": CONFIDENT, "cosine_mean": a.cosine_mean, "cosine_min": a.cosine_min}
+        for precision, layers in per_layer_sqnr(model, programs, x[:sqnr_images], executor).items():
+            result["precisions"][precision].update(summarize(layers), layers=layers)
     return result
 
 
@@ -242,7 +252,7 @@ def goal_verdict(results: list[dict]) -> dict:
 
 
 def print_report(results: list[dict], verdict: dict) -> None:
-    table = Table(title="NPU (bit-exact emulator) vs float32 Keras featurizer")
+    table = Table(title="NPU (native executor, bit-exact) vs float32 Keras featurizer")
     for column in ("network", "precision", "inputs", "top-1 agreement", "in NPU top-5", f"top-1, p>={CONFIDENT} (n)",
                    "cosine mean", "cosine min", "classifier"):
         table.add_column(column, justify="left" if column in ("network", "precision", "classifier") else "right",
@@ -312,7 +322,7 @@ def report(results: list[dict], verdict: dict, args: argparse.Namespace) -> dict
     return json_safe({
         "config": {"inputs": args.inputs, "sqnr_images": args.sqnr_images, "seed": SEED, "photos": list(PHOTOS),
                    "networks": args.networks, "precisions": args.precisions, "default_precision": DEFAULT_PRECISION},
-        "notes": {"sqnr": SQNR_NOTE, "backend": "bit-exact emulator (equal to the HLS kernel byte for byte)"},
+        "notes": {"sqnr": SQNR_NOTE, "backend": "native executor (equal to the HLS kernel byte for byte)"},
         "goal": verdict, "results": results})
 
 

@@ -1,4 +1,4 @@
-"""Featurizer latency at batch 1: the NPU's native executor and numpy emulator vs float32 TensorFlow on the same network.
+"""Featurizer latency at batch 1: the NPU's native executor vs float32 TensorFlow on the same network.
 
     python benchmarks/featurizer.py [--networks resnet50 efficientnet-lite0] [--precisions bfp20 bfp16]
                                     [--repeats 15] [--simd avx512vnni avx2 portable] [--threads N]
@@ -8,8 +8,7 @@ Measured side by side in one process, on the same real photo (scikit-image's che
   * float32 TensorFlow: the `float` backend (the catalog Keras model in one traced tf.function)
   * the native executor (brainwave.npu.native, C++; what the `emulator` backend runs) on each SIMD path this CPU
     has, per precision
-  * the numpy emulator (brainwave.npu.emulator, the compiled program run in numpy), per precision
-  * the HLS kernel as C simulation (g++ -O2), the reference: every other NPU output is compared with its bytes
+  * the HLS kernel as C simulation (g++ -O2), the reference: every native output is compared with its bytes
 Each latency is the median of `--repeats` runs after one warm-up run. ratio = latency / float TF (goal <= 1.0).
 """
 from __future__ import annotations
@@ -29,19 +28,9 @@ from rich.table import Table
 from brainwave.npu.native import SIMD_PATHS
 from brainwave.npu.numerics import DEFAULT_PRECISION, Precision
 
+from accuracy_report import photo_input  # a sibling script (benchmarks/ is on sys.path); the executor tests use it too
+
 console = Console(width=None if __import__("sys").stdout.isatty() else 140)
-VGG_MEANS_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
-
-
-def photo_input(network: str) -> np.ndarray:
-    """chelsea.png at 224x224, preprocessed the way each network's pipeline does: (1, 224, 224, 3) float32."""
-    from PIL import Image
-    from skimage import data
-
-    rgb = np.asarray(Image.fromarray(data.chelsea()).resize((224, 224), Image.Resampling.BILINEAR), np.float32)
-    if network == "resnet50":
-        return (rgb[..., ::-1] - VGG_MEANS_BGR)[None].astype(np.float32)
-    return ((rgb - np.float32(127.0)) / np.float32(128.0))[None].astype(np.float32)
 
 
 def median_seconds(fn, repeats: int) -> tuple[float, list[float]]:
@@ -65,27 +54,25 @@ def same_bytes(out: np.ndarray, reference: np.ndarray | None) -> bool | None:
 
 
 def bench_precision(program, x: np.ndarray, float_s: float, args) -> dict:
-    from brainwave.npu import csim
-    from brainwave.npu.emulator import Emulator
+    from brainwave.npu.csim import CsimExecutor, load_library
     from brainwave.npu.native import NativeExecutor
     from brainwave.npu.ops import program_macs
 
     entry: dict = {"instructions": len(program.instructions), "gmac": program_macs(program) / 1e9, "executors": {}}
     reference = None
     if args.csim_runs:
-        times = []
+        load_library()  # built (once) outside the timed runs
+        csim, times = CsimExecutor(), []
         for _ in range(args.csim_runs):
-            reference, seconds = csim.run_csim(program, x)
-            times.append(seconds)
+            start = time.perf_counter()
+            reference = csim.run(program, x)
+            times.append(time.perf_counter() - start)
         entry["csim_ms"] = statistics.median(times) * 1e3
     for simd in args.simd:
         with NativeExecutor(threads=args.threads, simd=simd) as native:
             result, out = timed(lambda: native.run(program, x), args.repeats, float_s)
             result["threads"] = native.threads
         entry["executors"][f"native {simd}"] = dict(result, equals_csim=same_bytes(out, reference))
-    emulator = Emulator(program)
-    result, out = timed(lambda: emulator.run(x), args.repeats, float_s)
-    entry["executors"]["emulator (numpy)"] = dict(result, equals_csim=same_bytes(out, reference))
     return entry
 
 
@@ -147,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         args.simd = available_simd()
     results = []
     for network in args.networks:
-        with console.status(f"{network}: float TF, C-sim, native, emulator..."):
+        with console.status(f"{network}: float TF, C-sim, native..."):
             results.append(bench_network(network, args))
     print_table(results)
     if args.json:

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import ctypes
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from brainwave.fpga import boards, perf
-
-HLS = Path(__file__).resolve().parents[2] / "hls"
-sys.path.insert(0, str(HLS.parent / "tests" / "hls"))
+from tests.support import cases
+from tests.support.hls import HLS
 
 
 def test_config_header_is_generated_from_the_table():
@@ -51,8 +48,6 @@ def _kernel_plan(lib, words: np.ndarray) -> tuple:
 def _conv_instructions():
     """(words, Instruction) for the convs of the catalog networks in bfp16 and bfp20, and of the sweep."""
     pytest.importorskip("keras")
-    import cases
-
     from brainwave.models.catalog import build_featurizer, resolve_featurizer
     from brainwave.npu.compiler import compile_keras
     from brainwave.npu.isa import Opcode, Program

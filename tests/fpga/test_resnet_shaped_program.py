@@ -1,21 +1,16 @@
 """A full-size program (ResNet-50's 53 convs, max pool, global pool at 224x224, random weights, built by
-tests/hls/synthetic.py) through PYNQ and the simulated board gives the same bytes as calling the kernel
+tests/support/synthetic.py) through PYNQ and the simulated board gives the same bytes as calling the kernel
 directly, on a real photo; and the performance model reads the same MACs from it as from the Keras network."""
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hls"))
+from tests.support import synthetic
 
 
 @pytest.fixture(scope="module")
 def resnet_program():
-    import synthetic
-
     return synthetic.resnet50_like(prec=1, seed=3)
 
 

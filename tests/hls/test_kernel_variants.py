@@ -13,8 +13,8 @@ import subprocess
 import numpy as np
 import pytest
 
-import cases
-from hls_paths import HLS
+from tests.support import cases, handmade, spec_ref
+from tests.support.hls import HLS
 
 VARIANTS = {
     "packed": "-DNPU_DSP_PACKED",
@@ -70,9 +70,6 @@ def test_sweep_is_byte_equal_in_every_build(variant):
 def test_packed_cascade_at_the_extremes(prec):
     """Every lane at the largest magnitude, with all sign patterns of the two packed weights: the low sum reaches
     +-16 * 127 * 127 = 258064, the edge of the 19-bit field the packing relies on."""
-    import handmade
-    import spec_ref
-
     lib = _lib("packed")
     lim = 2 ** handmade.MBITS[prec] - 1
     x = np.full((2, 2, 16), np.float32(lim), dtype=np.float32)  # E = M-1 (bfp16: 6): mantissas +-lim exactly

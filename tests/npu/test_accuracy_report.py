@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import accuracy_report  # noqa: E402
+from tests.support import benchmark_module
+
+accuracy_report = benchmark_module("accuracy_report")
 
 INPUTS = 8
 
@@ -26,6 +25,10 @@ def test_variations_are_deterministic_and_varied():
     assert not np.array_equal(more[0], more[len(photos)])
     assert accuracy_report.preprocess("resnet50", first[0]).dtype == np.float32
     assert abs(float(accuracy_report.preprocess("efficientnet-lite0", first[0]).max())) <= 1.0
+    for network in accuracy_report.NETWORKS:  # the photo the featurizer benchmark and the executor tests feed
+        x = accuracy_report.photo_input(network)
+        assert x.shape == (1, 224, 224, 3) and x.dtype == np.float32 and x.flags.c_contiguous
+        assert x.tobytes() == accuracy_report.photo_input(network).tobytes()
 
 
 def test_metrics():

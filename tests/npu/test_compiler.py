@@ -1,5 +1,6 @@
-"""compile_keras on small networks that use every supported layer: the program runs bit-exactly on the kernel,
-stays close to float Keras, keeps its arena safe, and an unsupported layer is an error that names it."""
+"""compile_keras on small networks that use every supported layer: the program, run on the kernel (C-sim), stays
+close to float Keras, keeps its arena safe, and an unsupported layer is an error that names it. (That every
+executor runs a program to the same bytes is tests/npu/test_executors.py.)"""
 from __future__ import annotations
 
 import numpy as np
@@ -8,9 +9,8 @@ import pytest
 keras = pytest.importorskip("keras")
 layers = keras.layers
 
-from brainwave.npu import csim  # noqa: E402
 from brainwave.npu.compiler import CompileError, ProgramBuilder, UnsupportedLayerError, compile_keras  # noqa: E402
-from brainwave.npu.emulator import Emulator  # noqa: E402
+from brainwave.npu.csim import CsimExecutor  # noqa: E402
 from brainwave.npu.isa import Opcode  # noqa: E402
 
 
@@ -86,15 +86,12 @@ NETS = {"everything": everything_net, "flatten": flatten_net, "sequential": sequ
 
 @pytest.mark.parametrize("precision", ["bfp20", "bfp16", "bfp12"])
 @pytest.mark.parametrize("net", sorted(NETS))
-def test_compiled_network_is_exact_on_the_kernel_and_close_to_float(net, precision):
+def test_compiled_network_on_the_kernel_is_close_to_float(net, precision):
     model = NETS[net]()
     program = compile_keras(model, precision=precision)
     x = np.random.default_rng(5).normal(0, 1, (1, *model.inputs[0].shape[1:])).astype(np.float32)
-    emulated = Emulator(program).run(x)
-    kernel_out, _ = csim.run_csim(program, x)
-    assert emulated.tobytes() == kernel_out.tobytes()
     want = np.asarray(model(x, training=False)).reshape(-1)
-    got = emulated.reshape(-1)
+    got = CsimExecutor().run(program, x).reshape(-1)
     assert got.shape == want.shape
     cosine = float(got @ want / (np.linalg.norm(got) * np.linalg.norm(want)))
     assert cosine > {"bfp20": 0.99999, "bfp16": 0.999, "bfp12": 0.95}[precision], cosine

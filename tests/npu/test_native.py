@@ -1,49 +1,29 @@
-"""The native executor (brainwave.npu.native) against the HLS kernel's C simulation, byte for byte, on every SIMD
-path this CPU has: the randomized single-instruction sweep of tests/hls/cases.py, whole ResNet-50 and
-EfficientNet-Lite0, thread counts, concurrent runs, validation, and a mutant that must be caught."""
+"""What only the native executor (brainwave.npu.native) has: a build with two chunk additions swapped is caught
+by the grid's sweep on every SIMD path, any thread count gives the same bytes, runs from several Python threads,
+the caller's float environment, its own C loader's checks, reads of unwritten arena, and its memory (loaded
+copies, unload, close). Its bytes on the sweep and on whole networks are checked with every other executor in
+tests/npu/test_executors.py."""
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import gc
 import platform
-import struct
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from brainwave.errors import InvalidInputError
-from brainwave.npu import csim
-from brainwave.npu.executor import Executor
+from brainwave.npu.csim import CsimExecutor
 from brainwave.npu.isa import Program, ProgramError
 from brainwave.npu.native import SIMD_PATHS, NativeError, NativeExecutor, available_simd
 from brainwave.npu.native._library import Library
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hls"))  # the HLS tests' spec helpers
-import cases  # noqa: E402
-import handmade  # noqa: E402
-from test_featurizers_bitexact import efficientnet_lite0_input, resnet50_input  # noqa: E402
+from tests.support import assert_same_bits, cases, handmade, same_bits
+from tests.support.executors import run_case
 
 SWEEP = cases.sweep()
-
-
-def assert_same_bytes(got: np.ndarray, want: np.ndarray, what: str) -> None:
-    assert got.shape == want.shape and got.dtype == np.float32, f"{what}: {got.shape} {got.dtype} vs {want.shape}"
-    a, b = got.reshape(-1).view(np.uint32), want.reshape(-1).view(np.uint32)
-    bad = np.flatnonzero(a != b)
-    assert bad.size == 0, (f"{what}: {bad.size}/{a.size} floats differ; first at {bad[0]}: "
-                           f"native 0x{a[bad[0]]:08x}, C-sim 0x{b[bad[0]]:08x}")
-
-
-@functools.cache
-def csim_output(index: int) -> np.ndarray:
-    case = SWEEP[index]
-    return csim.run_csim((case.program, case.weights), case.x)[0]
 
 
 @pytest.fixture(scope="module", params=SIMD_PATHS)
@@ -54,32 +34,18 @@ def simd(request) -> str:
 
 
 @pytest.fixture(scope="module")
-def executor(simd):
+def native(simd):
     with NativeExecutor(threads=2, simd=simd) as ex:
         yield ex
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# The sweep: every instruction kind, precision and edge case of the spec
-
-
-@pytest.mark.parametrize("index", range(len(SWEEP)), ids=[c.name for c in SWEEP])
-def test_sweep_matches_csim(executor, index):
-    case = SWEEP[index]
-    out = executor.run(Program.from_bytes(case.program, case.weights), case.x)
-    assert_same_bytes(out, csim_output(index), f"{executor.simd}: {case.name}")
-
-
-def test_mutant_accumulation_order_is_caught():
-    """A build that swaps two chunk additions must differ from C-sim somewhere in the sweep, on every path:
-    otherwise the byte comparisons above could not see an ordering bug."""
-    mutant = Library.get(("BW_MUTATE_ORDER",))
-    for path in available_simd():
-        with NativeExecutor(threads=1, simd=path, library=mutant) as ex:
-            differ = [c.name for i, c in enumerate(SWEEP)
-                      if ex.run(Program.from_bytes(c.program, c.weights), c.x).tobytes() != csim_output(i).tobytes()]
-        assert differ, f"{path}: the out-of-order mutant matched C-sim on the whole sweep"
-        assert all(name.startswith("conv") for name in differ), differ
+def test_mutant_accumulation_order_is_caught(simd):
+    """A build that swaps two chunk additions must differ from the spec somewhere in the grid's sweep, on every
+    path: otherwise the byte comparisons of test_executors.py could not see an ordering bug."""
+    with NativeExecutor(threads=1, simd=simd, library=Library.get(("BW_MUTATE_ORDER",))) as mutant:
+        differ = [case.name for case in SWEEP if not same_bits(run_case(mutant, case), case.expected)]
+    assert differ, f"{simd}: the out-of-order mutant matched the spec on the whole sweep"
+    assert all(name.startswith("conv") for name in differ), differ
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -114,11 +80,10 @@ def test_thread_counts_give_the_same_bytes(simd, threads):
     with NativeExecutor(threads=threads, simd=simd) as ex:
         assert ex.threads == threads
         for case in odd_cases():
-            want = csim.run_csim((case.program, case.weights), case.x)[0]
-            assert_same_bytes(ex.run(Program.from_bytes(case.program, case.weights), case.x), want, case.name)
+            assert_same_bits(run_case(ex, case), case.expected, f"{simd}, {threads} threads: {case.name}")
 
 
-def test_concurrent_runs_from_python_threads(executor):
+def test_concurrent_runs_from_python_threads(native):
     """Runs from several threads take turns on one pool, each with its own arena."""
     picks = [i for i, c in enumerate(SWEEP) if c.name.startswith("conv")][::5]
     programs = {i: Program.from_bytes(SWEEP[i].program, SWEEP[i].weights) for i in picks}
@@ -126,8 +91,7 @@ def test_concurrent_runs_from_python_threads(executor):
 
     def worker(offset: int) -> None:
         for i in picks[offset:] + picks[:offset]:
-            out = executor.run(programs[i], SWEEP[i].x)
-            if out.tobytes() != csim_output(i).tobytes():
+            if not same_bits(native.run(programs[i], SWEEP[i].x), SWEEP[i].expected):
                 failures.append(SWEEP[i].name)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
@@ -139,76 +103,19 @@ def test_concurrent_runs_from_python_threads(executor):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Whole networks on a real photo (C-sim once per network and precision)
-
-NETWORKS = {"resnet50": resnet50_input, "efficientnet-lite0": efficientnet_lite0_input}
+# Validation and memory
 
 
-@functools.cache
-def network(name: str, precision: str) -> tuple[Program, np.ndarray, np.ndarray]:
-    """(program, photo input, C-sim output), compiled and simulated once per session."""
-    from brainwave.models import build_featurizer, resolve_featurizer
-    from brainwave.npu.compiler import compile_keras
-
-    program = compile_keras(build_featurizer(resolve_featurizer(name)), precision=precision)
-    x = NETWORKS[name]()
-    return program, x, csim.run_csim(program, x)[0]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name, precision", [(n, p) for n in NETWORKS for p in ("bfp20", "bfp16")])
-def test_network_matches_csim(name, precision, simd):
-    program, x, want = network(name, precision)
-    for threads in (1, 2) if simd == available_simd()[0] else (2,):
-        with NativeExecutor(threads=threads, simd=simd) as ex:
-            got = ex.run(program, x)
-        assert_same_bytes(got, want, f"{name} on {simd}, {threads} threads")
-    assert np.all(np.isfinite(want)) and np.count_nonzero(want) > want.size // 4, "degenerate features"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Validation, memory and the Executor interface
-
-
-def patch(program: bytes, word: int, value: int) -> bytes:
-    b = bytearray(program)
-    struct.pack_into("<I", b, 4 * word, value & 0xFFFFFFFF)
-    return bytes(b)
-
-
-def insn_word(index: int, field: int) -> int:
-    return 16 + 32 * index + field
-
-
-@pytest.mark.parametrize("word, value", [
-    (0, 0x12345678), (1, 1), (3, 10), (insn_word(0, 0), 9), (insn_word(2, 2), 4), (insn_word(2, 19), 3),
-    (insn_word(2, 20), 4), (insn_word(2, 22), 1 << 20), (insn_word(3, 10), 9), (insn_word(4, 25), 1 << 30),
-    (insn_word(0, 8), 5), (insn_word(1, 7), 1 << 31),
-])
-def test_native_refuses_what_the_kernel_refuses(word, value):
-    """The C loader checks programs itself (it never trusts its caller), with the kernel's status codes."""
-    program, weights, x, _ = handmade.smoke_program()
-    bad = patch(program, word, value)
-    with pytest.raises(csim.KernelStatusError) as kernel:
-        csim.run_csim((bad, weights), x)
-    with pytest.raises(ProgramError) as native:
-        Library.get().load_program(bad, weights)
-    assert native.value.status == kernel.value.status
-
-
-def test_refused_exponent_raises_program_error(executor):
+@pytest.mark.parametrize("mutation", handmade.SMOKE_MUTATIONS, ids=[m.name for m in handmade.SMOKE_MUTATIONS])
+def test_c_loader_refuses_what_the_kernel_refuses(mutation):
+    """The C loader checks the raw blobs itself (it never trusts its caller), with the kernel's status codes."""
     program, weights, _, _ = handmade.smoke_program()
-    prog = Program.from_bytes(program, weights)
-    conv = next(d for d in prog.instructions if d.opcode == 1)
-    blob = bytearray(prog.weights)
-    blob[conv.weight_exp_offset] = 0x80  # -128: outside [-50, 50]
-    prog.weights = bytes(blob)
     with pytest.raises(ProgramError) as err:
-        executor.load(prog)
-    assert err.value.status == 5
+        Library.get().load_program(*mutation.apply(program, weights))
+    assert err.value.status == mutation.status
 
 
-def test_reads_of_unwritten_arena_are_zero_on_every_run(executor):
+def test_reads_of_unwritten_arena_are_zero_on_every_run(native):
     """C-sim starts each run from a zeroed arena. Here an ADD reads a region that a later instruction writes:
     the second run must not see what the first one left there."""
     n = 12
@@ -222,7 +129,7 @@ def test_reads_of_unwritten_arena_are_zero_on_every_run(executor):
     prog = Program.from_bytes(program, b"")
     for seed in (1, 2):
         x = np.random.default_rng(seed).standard_normal((1, 1, n)).astype(np.float32)
-        assert_same_bytes(executor.run(prog, x), csim.run_csim((program, b""), x)[0], f"run {seed}")
+        assert_same_bits(native.run(prog, x), CsimExecutor().run(prog, x), f"run {seed}")
 
 
 @contextlib.contextmanager
@@ -248,31 +155,13 @@ def subnormals_flushed(tmp_path: Path):
 
 def test_subnormals_survive_a_caller_that_flushes_them(simd, tmp_path):
     """A global average pool of subnormal values, run on the calling thread: flushing them changes the bytes."""
-    index = next(i for i, c in enumerate(SWEEP) if c.name.startswith("gap") and "tiny" in c.name)
-    case = SWEEP[index]
-    want = csim_output(index)  # computed before the flags change
+    case = next(c for c in SWEEP if c.name.startswith("gap") and "tiny" in c.name)
     prog = Program.from_bytes(case.program, case.weights)
     with NativeExecutor(threads=1, simd=simd) as ex:
         ex.load(prog)
         with subnormals_flushed(tmp_path):
             got = ex.run(prog, case.x)
-    assert_same_bytes(got, want, case.name)
-
-
-def test_executor_interface(executor):
-    case = next(c for c in SWEEP if c.name.startswith("conv"))
-    prog = Program.from_bytes(case.program, case.weights)
-    assert isinstance(executor, Executor) and executor.name == "native" and executor.simd in SIMD_PATHS
-    executor.load(prog)
-    executor.load(prog)  # idempotent
-    unbatched = executor.run(prog, case.x)
-    batched = executor.run(prog, case.x[np.newaxis])
-    assert unbatched.shape == prog.output_shape and batched.shape == (1, *prog.output_shape)
-    assert batched.tobytes() == unbatched.tobytes()
-    with pytest.raises(InvalidInputError):
-        executor.run(prog, case.x[..., :-1])
-    with pytest.raises(InvalidInputError):
-        executor.run(prog, np.stack([case.x, case.x]))
+    assert_same_bits(got, case.expected, case.name)
 
 
 def test_program_copy_is_independent_and_freed_with_the_program():
@@ -289,14 +178,13 @@ def test_program_copy_is_independent_and_freed_with_the_program():
         assert not ex._loaded
 
 
-def test_unload_frees_and_a_later_run_loads_again(executor):
+def test_unload_frees_the_native_copy(native):
     case = next(c for c in SWEEP if c.name.startswith("conv"))
     prog = Program.from_bytes(case.program, case.weights)
-    want = executor.run(prog, case.x)
-    executor.unload(prog)
-    assert id(prog) not in executor._loaded
-    executor.unload(prog)  # not loaded: nothing to do
-    assert executor.run(prog, case.x).tobytes() == want.tobytes()
+    native.load(prog)
+    assert id(prog) in native._loaded
+    native.unload(prog)
+    assert id(prog) not in native._loaded
 
 
 def test_close_frees_and_refuses_new_runs():
@@ -318,7 +206,7 @@ def test_simd_from_environment(monkeypatch, path):
             NativeExecutor(threads=1)
         return
     with NativeExecutor(threads=1) as ex:
-        assert ex.simd == path
+        assert ex.simd == path and ex.name == "native"
 
 
 def test_bad_options_are_clear_errors(monkeypatch):

@@ -56,7 +56,7 @@ def test_installed_wheel_runs_the_csim_kernel_and_the_simulated_board(wheel, tmp
         import numpy as np
         import brainwave
         from brainwave.paths import hls_dir
-        from brainwave.npu.csim import library_path, run_csim
+        from brainwave.npu.csim import CsimExecutor, library_path
         from brainwave.npu.isa import Program
 
         installed = Path({str(tmp_path / "venv")!r})
@@ -66,7 +66,7 @@ def test_installed_wheel_runs_the_csim_kernel_and_the_simulated_board(wheel, tmp
         smoke = hls_dir() / "tb" / "vectors" / "smoke"
         program = Program.from_bytes((smoke / "program.bin").read_bytes(), (smoke / "weights.bin").read_bytes())
         x = np.fromfile(smoke / "input.f32", dtype="<f4").reshape(program.input_shape)
-        out, _ = run_csim(program, x)
+        out = CsimExecutor().run(program, x)
         assert out.tobytes() == (smoke / "expected.f32").read_bytes(), "C-sim of the installed kernel"
         from brainwave.fpga.driver import NpuAccelerator
         NpuAccelerator("kv260", simulate=True, timeout_s=60)  # loads the installed overlay, runs its self-test

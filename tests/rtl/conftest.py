@@ -12,11 +12,7 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # rtl_vectors, rtl_random
-sys.path.insert(0, str(HERE.parent / "hls"))  # cases: the HLS kernel's randomized single-instruction sweep
-
-from rtl_vectors import RTL  # noqa: E402
+from tests.rtl.rtl_vectors import RTL
 
 BUILD = RTL / "build"
 

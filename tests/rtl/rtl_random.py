@@ -14,8 +14,8 @@ import numpy as np
 
 from brainwave.npu.numerics import BLOCK, EXP_MAX, EXP_MIN, Precision
 
-from rtl_vectors import (VectorSet, activation_blocks, add_dense_program, conv_program, run_npu,
-                         weight_blocks)
+from tests.rtl.rtl_vectors import (VectorSet, activation_blocks, add_dense_program, conv_program, run_npu,
+                                   weight_blocks)
 
 F32 = np.float32
 

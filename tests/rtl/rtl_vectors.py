@@ -13,6 +13,7 @@ output channel), the unit pe_lane_bfp16 computes at once; pe_lane_bfp20 runs p a
 """
 from __future__ import annotations
 
+import functools
 import re
 import struct
 import subprocess
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brainwave.npu.emulator import Emulator
+from brainwave.npu.executor import Executor, create_executor
 from brainwave.npu.isa import Instruction, Opcode, Program
 from brainwave.npu.numerics import BLOCK, EXP_MIN, Precision, pack_mantissas, quantize_blocks, unpack_mantissas
 
@@ -29,10 +30,19 @@ F32 = np.float32
 RTL = Path(__file__).resolve().parents[2] / "rtl"
 
 
+@functools.cache
+def _executor() -> Executor:
+    return create_executor("native")
+
+
 def run_npu(program: Program, x: np.ndarray) -> np.ndarray:
     """The NPU's output for `program` on `x`: the one place these tests ask an executor for expected values
-    (the numpy emulator; `brainwave.npu.executor.create_executor("native")` computes the same bytes)."""
-    return Emulator(program).run(x)
+    (the native executor; tests/npu/test_executors.py shows that every executor computes the same bytes)."""
+    executor = _executor()
+    try:
+        return executor.run(program, x)
+    finally:
+        executor.unload(program)  # some programs here hold hundreds of MB of weights
 
 
 def accumulator_program(program: Program) -> Program:

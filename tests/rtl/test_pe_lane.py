@@ -1,8 +1,8 @@
 """The RTL PE lanes (rtl/, docs/hardware.md "PE lane (RTL)") against the NPU, byte for byte.
 
 Each lane runs in Verilator and must reproduce the float32 accumulator of docs/numerics.md for: every CONV2D
-output element of the HLS kernel's randomized sweep (tests/hls/cases.py), more than 10^6 randomized chunk
-sequences aimed at the format's edge cases, and two accumulations that reach the top of the float32 range.
+output element of the randomized single-instruction sweep (tests/support/cases.py), more than 10^6 randomized
+chunk sequences aimed at the format's edge cases, and two accumulations that reach the top of the float32 range.
 The expected values are the NPU executor's (rtl_vectors.run_npu), never a model written here.
 """
 from __future__ import annotations
@@ -11,11 +11,11 @@ import subprocess
 
 import pytest
 
-import cases
 from brainwave.npu.isa import Opcode, Program
 from brainwave.npu.numerics import Precision
-from rtl_random import overflow_set, random_set
-from rtl_vectors import RTL, VectorSet, add_conv_program, documented_timing, run_bench
+from tests.rtl.rtl_random import overflow_set, random_set
+from tests.rtl.rtl_vectors import RTL, VectorSet, add_conv_program, documented_timing, run_bench
+from tests.support import cases
 
 LANES = ("bfp20", "bfp16")
 RUNS_PRECISIONS = {"bfp20": {Precision.BFP20, Precision.BFP16, Precision.BFP12},

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from rtl_vectors import documented_timing
+from tests.rtl.rtl_vectors import documented_timing
 
 REPO = Path(__file__).resolve().parents[2]
 # Per lane: one DSP48E2 per bfp20 product, two bfp16 products per DSP48E2, and a LUT budget.

@@ -1,9 +1,11 @@
 """Helpers shared by the test modules (import them from here; conftest.py only holds fixtures)."""
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
 import socket
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +28,31 @@ def skimage_image(name: str) -> Path:
     return path
 
 
-def pipeline_builder(name: str):
-    """pipelines/<name>/build.py as a module (the pipelines are user-facing scripts, not a package)."""
-    path = REPO / "pipelines" / name / "build.py"
-    spec = importlib.util.spec_from_file_location(f"pipeline_build_{name.replace('-', '_')}", path)
+def _script_module(path: Path, module_name: str):
+    """The script at `path` as the module `module_name` (registered first, as dataclasses need)."""
+    spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def pipeline_builder(name: str):
+    """pipelines/<name>/build.py as a module (the pipelines are user-facing scripts, not a package)."""
+    return _script_module(REPO / "pipelines" / name / "build.py", f"pipeline_build_{name.replace('-', '_')}")
+
+
+@functools.cache
+def benchmark_module(name: str):
+    """benchmarks/<name>.py as a module (the benchmarks are scripts, not a package), loaded once."""
+    return _script_module(REPO / "benchmarks" / f"{name}.py", f"benchmark_{name}")
+
+
+def photo_input(network: str) -> np.ndarray:
+    """scikit-image's chelsea.png at 224x224, preprocessed as `network`'s pipeline does: (1, 224, 224, 3) float32.
+    The one definition is the benchmarks' (benchmarks/accuracy_report.py), so tests and benchmarks feed the same
+    bytes."""
+    return benchmark_module("accuracy_report").photo_input(network)
 
 
 def synthetic_png(width: int = 64, height: int = 48) -> bytes:
@@ -45,11 +65,18 @@ def synthetic_png(width: int = 64, height: int = 48) -> bytes:
     return buffer.getvalue()
 
 
+def same_bits(got: np.ndarray, want: np.ndarray) -> bool:
+    """`got` is a float32 array of `want`'s shape with the same bytes."""
+    want = np.asarray(want, dtype=np.float32)
+    return got.dtype == np.float32 and got.shape == want.shape and got.tobytes() == want.tobytes()
+
+
 def assert_same_bits(got: np.ndarray, want: np.ndarray, what: str = "") -> None:
-    """Byte equality of two float32 arrays, reporting the first differing element."""
-    got = np.ascontiguousarray(got, dtype=np.float32)
+    """`got` is a float32 array of `want`'s shape with the same bytes; otherwise report the first differing element."""
+    assert got.dtype == np.float32, f"{what}: {got.dtype}, not float32"
+    got = np.ascontiguousarray(got)
     want = np.ascontiguousarray(want, dtype=np.float32)
-    assert got.size == want.size, f"{what}: {got.shape} vs {want.shape}"
+    assert got.shape == want.shape, f"{what}: shape {got.shape} vs {want.shape}"
     a, b = got.reshape(-1).view(np.uint32), want.reshape(-1).view(np.uint32)
     bad = np.flatnonzero(a != b)
     assert bad.size == 0, (f"{what}: {bad.size}/{a.size} floats differ; first at {bad[0]}: "

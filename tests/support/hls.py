@@ -1,10 +1,11 @@
-"""Paths and runners shared by the HLS tests (kept out of conftest.py so test modules can import them)."""
+"""The HLS kernel's build and C-sim test bench, for the tests that need the binaries themselves."""
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO
+
 HLS = REPO / "hls"
 
 

@@ -1,4 +1,4 @@
-"""Hand-built NPU programs for the HLS tests, written straight from docs/isa.md.
+"""Hand-built NPU programs, written straight from docs/isa.md.
 
 Independent of brainwave.npu.compiler on purpose: these check the kernel against the spec text itself
 (field positions, weight packing, the quantizer), so a misreading shared by the compiler and the kernel
@@ -7,6 +7,7 @@ would still show up here.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -182,6 +183,74 @@ def smoke_program() -> tuple[bytes, bytes, np.ndarray, np.ndarray]:
     return program, weights, x, expected
 
 
+@dataclass(frozen=True)
+class Mutation:
+    """One change that makes smoke_program() a program the kernel refuses, and the status it must refuse it with
+    (docs/isa.md "Status codes and validation"): a program word overwritten, or a weight block exponent of its
+    CONV2D (instruction 2) set outside [-50, 50]."""
+
+    name: str
+    status: int
+    word: int = -1
+    value: int = 0
+    exponent: int | None = None
+
+    @property
+    def header(self) -> bool:
+        """Whether the change is to the magic or the version, which a host checks before any instruction."""
+        return self.word in (0, 1)
+
+    def apply(self, program: bytes, weights: bytes) -> tuple[bytes, bytes]:
+        if self.exponent is not None:
+            exp_off = struct.unpack_from("<I", program, 4 * insn_word(2, INSN_FIELDS.index("weight_exp_offset")))[0]
+            blob = bytearray(weights)
+            blob[exp_off + 5] = self.exponent & 0xFF
+            return program, bytes(blob)
+        blob = bytearray(program)
+        struct.pack_into("<I", blob, 4 * self.word, self.value & 0xFFFFFFFF)
+        return bytes(blob), weights
+
+
+def insn_word(index: int, field: int) -> int:
+    """Program word of field `field` (an index into INSN_FIELDS) of instruction `index`."""
+    return 16 + 32 * index + field
+
+
+def _field(index: int, name: str) -> int:
+    return insn_word(index, INSN_FIELDS.index(name))
+
+
+# smoke_program's instructions: 0 PAD, 1 ACTIVATION, 2 CONV2D (3x3, 20 -> 8, residual), 3 MAXPOOL, 4 ADD,
+# 5 GLOBAL_AVGPOOL
+SMOKE_MUTATIONS = [
+    Mutation("magic", 1, 0, 0x12345678),
+    Mutation("isa_version 1", 2, 1, 1),  # ISA 1: before bfp20 and the exponent check
+    Mutation("isa_version 99", 2, 1, 99),
+    Mutation("arena_words below the input", 4, HEADER_FIELDS.index("arena_words"), 10),
+    Mutation("opcode 9", 3, _field(0, "opcode"), 9),
+    Mutation("opcode 99 after a valid instruction", 3, _field(1, "opcode"), 99),
+    Mutation("conv activation 3", 5, _field(2, "activation"), 3),
+    Mutation("global pool activation 7", 5, _field(5, "activation"), 7),  # checked where it is unused too
+    Mutation("conv precision 4", 5, _field(2, "precision"), 4),
+    Mutation("conv groups 0", 5, _field(2, "groups"), 0),
+    Mutation("conv groups 3 (not dividing 20)", 5, _field(2, "groups"), 3),
+    Mutation("conv kernel_h 0", 5, _field(2, "kernel_h"), 0),
+    Mutation("conv has_residual 2", 5, _field(2, "has_residual"), 2),
+    Mutation("conv mantissas not 16-aligned", 5, _field(2, "weight_mant_offset"), 4),
+    Mutation("conv bias not 4-aligned", 5, _field(2, "bias_offset"), 2),
+    Mutation("conv bias past the weights", 4, _field(2, "bias_offset"), 1 << 20),
+    Mutation("conv exponents past the weights", 4, _field(2, "weight_exp_offset"), 1 << 20),
+    Mutation("conv residual past the arena", 4, _field(2, "residual_offset"), 1 << 30),
+    Mutation("pool out_c != in_c", 5, _field(3, "out_c"), 9),
+    Mutation("add output shape", 5, _field(4, "out_h"), 3),
+    Mutation("add second operand past the arena", 4, _field(4, "in2_offset"), 1 << 30),
+    Mutation("activation output past the arena", 4, _field(1, "out_offset"), 1 << 31),
+    Mutation("global pool output not 1x1", 5, _field(5, "out_h"), 2),
+    Mutation("pad output != input + pads", 5, _field(0, "out_h"), 5),
+    *(Mutation(f"weight exponent {e}", 5, exponent=e) for e in (51, -51, -128, 127)),
+]
+
+
 def write_vectors(directory, program: bytes, weights: bytes, x: np.ndarray, expected: np.ndarray) -> None:
     """The test bench's vector directory: program.bin, weights.bin, input.f32, expected.f32."""
     from pathlib import Path
@@ -194,7 +263,7 @@ def write_vectors(directory, program: bytes, weights: bytes, x: np.ndarray, expe
     (d / "expected.f32").write_bytes(np.ascontiguousarray(expected, dtype="<f4").tobytes())
 
 
-if __name__ == "__main__":  # regenerate hls/tb/vectors/smoke: python tests/hls/handmade.py
+if __name__ == "__main__":  # regenerate hls/tb/vectors/smoke: python -m tests.support.handmade
     import sys
     from pathlib import Path
 

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import handmade
-import spec_ref
-from spec_ref import F32
+from tests.support import handmade, spec_ref
+from tests.support.spec_ref import F32
 
 PRECISIONS = tuple(handmade.MBITS)  # every precision code
 VALUE_KINDS = ("normal", "zeros", "tiny", "huge", "equal", "negzero", "nonfinite", "wide")

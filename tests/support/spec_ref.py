@@ -1,14 +1,14 @@
 """A deliberately plain numpy reading of docs/numerics.md, for single-instruction programs.
 
-Third executor next to the emulator and the kernel: written from the spec text only (no shared code with
-brainwave.npu), slow and simple. Float64 is used only where the spec says the result is exact (dequantized
+The expected outputs every executor is compared with (tests/npu/test_executors.py): written from the spec
+text only (no shared code with brainwave.npu), slow and simple. Float64 is used only where the spec says the result is exact (dequantized
 products within one chunk); every float32 accumulation is a float32 numpy add in the spec's order.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from handmade import pack_mantissas, pack_program, ref_quantize
+from tests.support.handmade import pack_mantissas, pack_program, ref_quantize
 
 F32 = np.float32
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-import handmade
-import spec_ref
-from handmade import pack_program
-from spec_ref import F32
+from tests.support import handmade, spec_ref
+from tests.support.handmade import pack_program
+from tests.support.spec_ref import F32
 
 
 class Packer:
