@@ -52,9 +52,16 @@ def _create(backend: str, model, options: dict | None) -> NpuBackend:
         program = compile_keras(model, precision=options.get("precision") or DEFAULT_PRECISION)
     except CompileError as exc:
         raise BackendError(f"cannot compile {model.name!r} for the NPU: {exc}") from exc
+    return program_backend(backend, program, tuple(int(d) for d in model.outputs[0].shape[1:]), options)
+
+
+def program_backend(backend: str, program: Program, output_dims: tuple[int, ...],
+                    options: dict | None = None) -> NpuBackend:
+    """Backend `backend` ("emulator" or "fpga") for a program compiled elsewhere (e.g. from ONNX)."""
+    options = dict(options or {})
     executor_name, keys = _EXECUTOR_OPTIONS[backend]
     executor = shared_executor(executor_name, **{k: options[k] for k in keys if options.get(k) is not None})
-    return NpuBackend(backend, executor, program, tuple(int(d) for d in model.outputs[0].shape[1:]))
+    return NpuBackend(backend, executor, program, output_dims)
 
 
 def create_emulator(model, options: dict | None = None) -> NpuBackend:

@@ -9,7 +9,7 @@ from importlib import import_module
 from pathlib import Path
 
 from brainwave.pipeline.archive import ArchiveLimits, extract_model_zip, read_definition
-from brainwave.pipeline.definition import BrainwaveStage, ServiceDefinition, TensorflowStage
+from brainwave.pipeline.definition import BrainwaveStage, OnnxStage, ServiceDefinition, TensorflowStage
 
 
 def load_service_definition(model_zip) -> ServiceDefinition:
@@ -21,12 +21,13 @@ def load_service_definition(model_zip) -> ServiceDefinition:
 
 
 def check_featurizers(definition: ServiceDefinition) -> None:
-    """Every `brainwave` stage names a catalog featurizer and version (else DefinitionError naming the stage)."""
+    """Every `brainwave` stage with a `model_ref` names a catalog featurizer and version (else DefinitionError
+    naming the stage)."""
     from brainwave.errors import DefinitionError
     from brainwave.models.catalog import UnknownFeaturizerError, resolve_featurizer
 
     for index, stage in enumerate(definition.pipeline):
-        if isinstance(stage, BrainwaveStage):
+        if isinstance(stage, BrainwaveStage) and stage.model_ref is not None:  # else the user's own file
             try:
                 resolve_featurizer(stage.model_ref, stage.model_version)
             except UnknownFeaturizerError as exc:
@@ -39,5 +40,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ArchiveLimits", "BrainwaveStage", "Pipeline", "RunResult", "ServiceDefinition", "TensorflowStage",
+__all__ = ["ArchiveLimits", "BrainwaveStage", "OnnxStage", "Pipeline", "RunResult", "ServiceDefinition", "TensorflowStage",
            "check_featurizers", "extract_model_zip", "load_service_definition", "read_definition"]

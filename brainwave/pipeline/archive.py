@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from brainwave.errors import ArchiveError, DefinitionError, brief
-from brainwave.pipeline.definition import BrainwaveStage, ServiceDefinition, TensorflowStage, parse_service_json
+from brainwave.pipeline.definition import ServiceDefinition, parse_service_json
 from brainwave.pipeline.warmup import TF_SERVING_WARMUP_FILE, WARMUP_DIR
 
 SERVICE_DEF_NAME = "service_def.json"
@@ -75,11 +75,7 @@ def write_model_zip(definition: ServiceDefinition, path: Path) -> Path:
 
 
 def _stage_sources(stage) -> list[tuple[str, Path | None]]:
-    if isinstance(stage, TensorflowStage):
-        return [(stage.model_path, stage.source)]
-    if isinstance(stage, BrainwaveStage) and stage.weights_path is not None:
-        return [(stage.weights_path, stage.weights_source)]
-    return []
+    return stage.sources()
 
 
 def _add_warmup(archive: zipfile.ZipFile, definition: ServiceDefinition) -> None:

@@ -5,6 +5,10 @@
                   {"type": "brainwave", "model_ref": ..., "model_version": ..., "output_tensor_dims": [...]},
                   ...]}
 
+A `brainwave` stage names a catalog featurizer (`model_ref`) or brings its own network as a file inside
+model.zip (`model_path`: an ONNX `.onnx` or Keras `.keras` file). An `onnx` stage runs an ONNX model on the CPU
+through onnxruntime, like a `tensorflow` stage.
+
 Parsing is strict: unknown fields and wrong types are errors naming the stage index and the field, so a
 typo fails at `brainwave package` time instead of at serve time.
 """
@@ -25,6 +29,8 @@ MAX_STAGES = 64  # a pipeline is a handful of stages; each one loads a graph, so
 MAX_JSON_DEPTH = 16  # service_def.json needs 4 levels (object, pipeline list, stage, output_tensor_dims)
 DEFAULT_RUNTIME_VERSION = "1.1"
 _TENSOR_NAME = re.compile(r"^[A-Za-z0-9_.\-/>]+(:\d+)?$")
+_ONNX_NAME = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,255}$")  # ONNX value names: printable ASCII, e.g. 'onnx::Gemm_12'
+FEATURIZER_SUFFIXES = (".onnx", ".keras")
 
 
 def _check_member_path(value: str, where: str) -> str:
@@ -71,6 +77,10 @@ class TensorflowStage:
         return {"model_path": self.model_path, "input_tensor": self.input_tensor,
                 "output_tensor": self.output_tensor, "type": self.type}
 
+    def sources(self) -> list[tuple[str, Path | None]]:
+        """(member inside model.zip, file to package it from) for every file the stage reads."""
+        return [(self.model_path, self.source)]
+
     @classmethod
     def from_json(cls, data: dict, index: int) -> "TensorflowStage":
         values = _take_fields(data, index, cls._fields, ())
@@ -84,20 +94,26 @@ class TensorflowStage:
 
 @dataclass
 class BrainwaveStage:
-    """The featurizer: a catalog network (`model_ref`, `model_version`) run on the NPU / emulator / float."""
+    """The featurizer run on the NPU / emulator / float: a catalog network (`model_ref`, `model_version`), or
+    the user's own network in a file inside model.zip (`model_path`, .onnx or .keras)."""
 
-    model_ref: str
+    model_ref: str | None = None
     model_version: str | None = None
     output_tensor_dims: list[int] | None = None
     # Optional weights file inside model.zip; without it the catalog's own weights are used.
     weights_path: str | None = None
     weights_source: Path | None = field(default=None, compare=False, repr=False)
+    model_path: str | None = None
+    # Where `save` reads the model_path file from; None for loaded definitions.
+    source: Path | None = field(default=None, compare=False, repr=False)
     type: ClassVar[str] = "brainwave"
-    _required: ClassVar[tuple[str, ...]] = ("model_ref",)
-    _optional: ClassVar[tuple[str, ...]] = ("model_version", "output_tensor_dims", "weights_path")
+    _required: ClassVar[tuple[str, ...]] = ()
+    _optional: ClassVar[tuple[str, ...]] = ("model_ref", "model_version", "output_tensor_dims", "weights_path",
+                                            "model_path")
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"model_ref": self.model_ref}
+        data: dict[str, Any] = {"model_ref": self.model_ref} if self.model_ref is not None else \
+            {"model_path": self.model_path}
         if self.model_version is not None:
             data["model_version"] = self.model_version
         if self.output_tensor_dims is not None:
@@ -107,10 +123,25 @@ class BrainwaveStage:
         data["type"] = self.type
         return data
 
+    def sources(self) -> list[tuple[str, Path | None]]:
+        files = [(self.model_path, self.source), (self.weights_path, self.weights_source)]
+        return [(member, source) for member, source in files if member is not None]
+
     @classmethod
     def from_json(cls, data: dict, index: int) -> "BrainwaveStage":
         values = _take_fields(data, index, cls._required, cls._optional)
         where = f"stage {index}"
+        if ("model_ref" in values) == ("model_path" in values):
+            raise DefinitionError(f"{where}: a brainwave stage needs exactly one of 'model_ref' (a catalog "
+                                  "featurizer) and 'model_path' (an .onnx or .keras file inside model.zip)")
+        if "model_path" in values:
+            _check_member_path(values["model_path"], f"{where}: field 'model_path'")
+            if not values["model_path"].endswith(FEATURIZER_SUFFIXES):
+                raise DefinitionError(f"{where}: field 'model_path' must name an .onnx or .keras file, "
+                                      f"got {brief(values['model_path'])}")
+            if "model_version" in values or "weights_path" in values:
+                raise DefinitionError(f"{where}: 'model_version' and 'weights_path' go with 'model_ref'; a "
+                                      "model_path file carries its own weights")
         dims = values.get("output_tensor_dims")
         if dims is not None:
             if not isinstance(dims, list) or not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
@@ -120,8 +151,42 @@ class BrainwaveStage:
         return cls(**values)
 
 
-Stage = Union[TensorflowStage, BrainwaveStage]
-_STAGE_TYPES: dict[str, type] = {"tensorflow": TensorflowStage, "brainwave": BrainwaveStage}
+@dataclass
+class OnnxStage:
+    """An ONNX model run on the CPU by onnxruntime. `input_tensor` / `output_tensor` name ONNX values; they may
+    be left out when the model has one input / one output."""
+
+    model_path: str
+    input_tensor: str | None = None
+    output_tensor: str | None = None
+    source: Path | None = field(default=None, compare=False, repr=False)
+    type: ClassVar[str] = "onnx"
+    _required: ClassVar[tuple[str, ...]] = ("model_path",)
+    _optional: ClassVar[tuple[str, ...]] = ("input_tensor", "output_tensor")
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"model_path": self.model_path}
+        data.update({k: getattr(self, k) for k in self._optional if getattr(self, k) is not None})
+        data["type"] = self.type
+        return data
+
+    def sources(self) -> list[tuple[str, Path | None]]:
+        return [(self.model_path, self.source)]
+
+    @classmethod
+    def from_json(cls, data: dict, index: int) -> "OnnxStage":
+        values = _take_fields(data, index, cls._required, cls._optional)
+        where = f"stage {index}"
+        _check_member_path(values["model_path"], f"{where}: field 'model_path'")
+        for name in cls._optional:
+            if name in values and not _ONNX_NAME.match(values[name]):
+                raise DefinitionError(f"{where}: field {name!r} is not an ONNX value name: {brief(values[name])}")
+        return cls(**values)
+
+
+Stage = Union[TensorflowStage, BrainwaveStage, OnnxStage]
+# In the order the types were added (error messages list them so).
+_STAGE_TYPES: dict[str, type] = {"brainwave": BrainwaveStage, "tensorflow": TensorflowStage, "onnx": OnnxStage}
 
 
 def _take_fields(data: dict, index: int, required: tuple[str, ...], optional: tuple[str, ...]) -> dict[str, Any]:
@@ -194,19 +259,13 @@ class ServiceDefinition:
             kind = stage.get("type")
             if not isinstance(kind, str) or kind not in _STAGE_TYPES:
                 raise DefinitionError(
-                    f"stage {index}: unknown type {brief(kind)}; expected one of: {', '.join(sorted(_STAGE_TYPES))}")
+                    f"stage {index}: unknown type {brief(kind)}; expected one of: {', '.join(_STAGE_TYPES)}")
             parsed.append(_STAGE_TYPES[kind].from_json(stage, index))
         return cls(parsed, version)
 
     def files(self) -> list[str]:
         """Paths inside model.zip that the stages reference."""
-        paths = []
-        for stage in self.pipeline:
-            if isinstance(stage, TensorflowStage):
-                paths.append(stage.model_path)
-            elif stage.weights_path is not None:
-                paths.append(stage.weights_path)
-        return paths
+        return [member for stage in self.pipeline for member, _ in stage.sources()]
 
     def save(self, path: str | Path) -> Path:
         from brainwave.pipeline.archive import write_model_zip

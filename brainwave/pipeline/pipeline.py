@@ -11,7 +11,7 @@ import numpy as np
 
 from brainwave.errors import BrainwaveError, CancelledError, InvalidInputError, ModelLoadError, brief, clip
 from brainwave.pipeline.archive import DEFAULT_LIMITS, ArchiveLimits, extract_model_zip
-from brainwave.pipeline.definition import BrainwaveStage, ServiceDefinition
+from brainwave.pipeline.definition import BrainwaveStage, OnnxStage, ServiceDefinition
 from brainwave.pipeline.images import DEFAULT_MAX_PIXELS, check_encoded_image, without_png_color_profile
 from brainwave.pipeline.stages import FeaturizerRuntime, TensorflowRuntime
 from brainwave.pipeline.warmup import read_warmup_inputs
@@ -175,6 +175,10 @@ def _load_stage(stage, root: Path, index: int, backend: str, backend_options: di
     try:
         if isinstance(stage, BrainwaveStage):
             return FeaturizerRuntime(stage, root, index, backend, backend_options)
+        if isinstance(stage, OnnxStage):
+            from brainwave.pipeline.onnx_stage import OnnxRuntime  # onnxruntime loads only for models that use it
+
+            return OnnxRuntime(stage, root, index)
         return TensorflowRuntime(stage, root, index, allow_any_op)
     except BrainwaveError:
         raise

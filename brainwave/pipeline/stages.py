@@ -1,4 +1,5 @@
-"""Stage runtimes: a loaded TensorFlow graph, or the featurizer on a backend. One item (batch 1) per call."""
+"""Stage runtimes: a loaded TensorFlow graph, or the featurizer on a backend. One item (batch 1) per call.
+(The `onnx` stage's runtime is in onnx_stage.py.)"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +12,7 @@ from brainwave.featurizer.backend import create_backend
 from brainwave.models import build_featurizer, resolve_featurizer
 from brainwave.models.catalog import UnknownFeaturizerError
 from brainwave.pipeline.definition import BrainwaveStage, TensorflowStage
+from brainwave.pipeline.featurizer_file import load_featurizer_file
 from brainwave.pipeline.graph_policy import check_graph_def, check_saved_model
 from brainwave.tf_runtime import tf
 
@@ -112,7 +114,7 @@ class TensorflowRuntime:
             if self.input_shape.rank == 0:
                 return value
             return np.array([value], dtype=object).reshape([1] * (self.input_shape.rank or 1))
-        return _fit_shape(value, self.input_shape, self.label)
+        return fit_shape(value, self.input_shape, self.label)
 
 
 def _tf_error_cause(exc: tf.errors.OpError) -> str:
@@ -132,7 +134,7 @@ def _match_key(mapping: dict, wanted: str, tensor_names: dict[str, str]):
     return None
 
 
-def _fit_shape(value, shape: tf.TensorShape, label: str):
+def fit_shape(value, shape: tf.TensorShape, label: str):
     """Reshape a batch-1 value to the rank a stage expects when only size-1 axes differ."""
     if not isinstance(value, np.ndarray) or shape.rank is None or value.ndim == shape.rank:
         return value
@@ -142,31 +144,52 @@ def _fit_shape(value, shape: tf.TensorShape, label: str):
     raise InvalidInputError(f"{label} expects shape {shape.as_list()} but got {list(value.shape)}")
 
 
+def _check_output_dims(stage: BrainwaveStage, index: int, dims, featurizer: str) -> None:
+    if stage.output_tensor_dims is not None and tuple(stage.output_tensor_dims) != tuple(dims):
+        raise DefinitionError(f"stage {index}: output_tensor_dims {list(stage.output_tensor_dims)} does not match "
+                              f"featurizer {featurizer}'s output {list(dims)}")
+
+
 class FeaturizerRuntime:
-    """The `brainwave` stage: a catalog network on the backend chosen at serve time."""
+    """The `brainwave` stage: a catalog network, or the stage's own .onnx/.keras file, on the backend chosen at
+    serve time."""
 
     def __init__(self, stage: BrainwaveStage, root: Path, index: int, backend: str, backend_options: dict | None) -> None:
         self.index = index
+        if stage.model_path is not None:
+            self.label = f"stage {index} ({stage.model_path} on {backend})"
+            loaded = self._load(lambda: load_featurizer_file(root / stage.model_path, backend, backend_options,
+                                                             self.label))
+            self.backend, input_shape, output_shape = loaded.backend, loaded.input_shape, loaded.output_shape
+            try:
+                _check_output_dims(stage, index, output_shape[1:], stage.model_path)
+            except DefinitionError:
+                self.backend.close()
+                raise
+        else:
+            try:
+                self.spec = resolve_featurizer(stage.model_ref, stage.model_version)
+            except UnknownFeaturizerError as exc:
+                raise DefinitionError(f"stage {index}: {exc}") from None
+            _check_output_dims(stage, index, self.spec.output_dims, self.spec.model_ref)
+            self.label = f"stage {index} ({self.spec.model_ref} on {backend})"
+            weights = root / stage.weights_path if stage.weights_path else None
+            self.backend = self._load(lambda: create_backend(backend, build_featurizer(self.spec, weights),
+                                                             backend_options))
+            input_shape, output_shape = (1, *self.spec.input_shape), (1, *self.spec.output_dims)
+        self.input_dtype, self.input_shape = tf.float32, tf.TensorShape(input_shape)
+        self.output_dtype, self.output_shape = tf.float32, tf.TensorShape(output_shape)
+
+    def _load(self, load):
         try:
-            self.spec = resolve_featurizer(stage.model_ref, stage.model_version)
-        except UnknownFeaturizerError as exc:
-            raise DefinitionError(f"stage {index}: {exc}") from None
-        if stage.output_tensor_dims is not None and tuple(stage.output_tensor_dims) != tuple(self.spec.output_dims):
-            raise DefinitionError(
-                f"stage {index}: output_tensor_dims {list(stage.output_tensor_dims)} does not match featurizer "
-                f"{self.spec.model_ref}'s output {list(self.spec.output_dims)}")
-        self.label = f"stage {index} ({self.spec.model_ref} on {backend})"
-        weights = root / stage.weights_path if stage.weights_path else None
-        try:
-            model = build_featurizer(self.spec, weights)
-            self.backend = create_backend(backend, model, backend_options)
+            return load()
+        except ModelLoadError:  # already names the stage
+            raise
         except BrainwaveError as exc:
             raise ModelLoadError(f"{self.label}: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - a weights file is user data: any failure reading it is a bad model
+        except Exception as exc:  # noqa: BLE001 - a model or weights file is user data: any failure reading it is a bad model
             raise ModelLoadError(f"{self.label}: cannot load the featurizer: {type(exc).__name__}: "
                                  f"{clip(str(exc))}") from None
-        self.input_dtype, self.input_shape = tf.float32, tf.TensorShape((1, *self.spec.input_shape))
-        self.output_dtype, self.output_shape = tf.float32, tf.TensorShape((1, *self.spec.output_dims))
 
     def run(self, value):
         image = np.asarray(value, dtype=np.float32)

@@ -96,3 +96,35 @@ def mobilenet_v2(calibration: np.ndarray, alpha: float = 1.0, seed: int = 0):
     spec = (tf.TensorSpec((1, 224, 224, 3), tf.float32, name="input"),)
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET)
     return proto
+
+
+def preprocessing(layout: str = "nchw", size: int = 224):
+    """RGB 0..255 (1, size, size, 3) -> the network's input: 'nchw' ImageNet mean/std in N x C x H x W (the
+    PyTorch convention, for `resnet18`), 'nhwc' (x / 127.5 - 1) as MobileNetV2 wants. Input 'image', output 'x'."""
+    from onnx import TensorProto, helper
+
+    b = _Builder(0)
+    if layout == "nchw":
+        x = b.node("Transpose", ["image"], perm=[0, 3, 1, 2])
+        x = b.node("Sub", [x, b.const("mean", np.array([123.675, 116.28, 103.53], np.float32).reshape(1, 3, 1, 1))])
+        b.nodes.append(helper.make_node("Div", [x, b.const("std", np.array([58.395, 57.12, 57.375], np.float32)
+                                                        .reshape(1, 3, 1, 1))], ["x"]))
+        out = [1, 3, size, size]
+    else:
+        x = b.node("Div", ["image", b.const("half", np.float32(127.5))])
+        b.nodes.append(helper.make_node("Sub", [x, b.const("one", np.float32(1.0))], ["x"]))
+        out = [1, size, size, 3]
+    graph = helper.make_graph(b.nodes, "preprocessing", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                                                       [1, size, size, 3])],
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, out)], b.inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+
+
+def softmax(classes: int):
+    """Logits (N, classes) 'logits' -> probabilities 'probabilities', for a CPU stage after the featurizer."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1)], "softmax",
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
+                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", classes])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
