@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-import struct
 import threading
-import time
 import weakref
 from pathlib import Path
 
@@ -25,20 +23,14 @@ import numpy as np
 from brainwave.errors import BrainwaveError
 
 from .executor import split_batch
-from .isa import HEADER_WORDS, MAGIC, STATUS_TEXT, Program, ProgramError, Status
+from .isa import Program, ProgramError, Status
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 
 
 class CsimError(BrainwaveError, RuntimeError):
-    pass
-
-
-class KernelStatusError(CsimError):
-    def __init__(self, status: int):
-        self.status = status
-        super().__init__(f"npu_run returned status {status} ({STATUS_TEXT.get(status, 'unknown')})")
+    """The kernel library is missing (a BRAINWAVE_NPU_LIB that does not exist)."""
 
 
 def library_path() -> Path:
@@ -123,55 +115,3 @@ class CsimExecutor:
     def close(self) -> None:
         self._loaded.clear()
 
-
-def _blobs(program) -> tuple[bytes, bytes]:
-    """(program bytes, weights bytes) from a brainwave.npu.isa.Program or a (program, weights) pair."""
-    if isinstance(program, (tuple, list)) and len(program) == 2:
-        return bytes(program[0]), bytes(program[1])
-    if callable(getattr(program, "program_bytes", None)) and hasattr(program, "weights"):
-        return program.program_bytes(), bytes(program.weights)
-    raise TypeError(f"cannot get program and weights bytes from {type(program).__name__}")
-
-
-def run_program_bytes(program_bytes: bytes, weights_bytes: bytes, x: np.ndarray) -> tuple[np.ndarray, float]:
-    if len(program_bytes) < HEADER_WORDS * 4 or len(program_bytes) % 4:
-        raise CsimError(f"program of {len(program_bytes)} bytes is not a whole header + instructions")
-    header = struct.unpack_from("<16I", program_bytes)
-    if header[0] != MAGIC:
-        raise KernelStatusError(1)
-    arena_words = header[3]
-    in_off, in_h, in_w, in_c = header[5:9]
-    out_off, out_h, out_w, out_c = header[9:13]
-    x = np.asarray(x, dtype=np.float32)
-    if x.size != in_h * in_w * in_c:
-        raise ValueError(f"input has {x.size} values, the program reads {in_h}x{in_w}x{in_c}")
-    if in_off + x.size > arena_words or out_off + out_h * out_w * out_c > arena_words:
-        raise KernelStatusError(4)
-    if len(weights_bytes) < header[4]:
-        raise CsimError(f"weights blob has {len(weights_bytes)} bytes, the header says {header[4]}")
-    prog = np.frombuffer(program_bytes, dtype="<u4").astype(np.uint32)
-    weights = np.frombuffer(weights_bytes, dtype=np.uint8).copy() if weights_bytes else np.zeros(1, np.uint8)
-    arena = np.zeros(max(arena_words, 1), dtype=np.float32)
-    arena[in_off : in_off + x.size] = x.reshape(-1)
-    status = np.full(1, 0xFFFFFFFF, dtype=np.uint32)
-    lib = load_library()  # build outside the timed region
-    t0 = time.perf_counter()
-    lib.npu_run(prog.ctypes.data, weights.ctypes.data, arena.ctypes.data, status.ctypes.data)
-    seconds = time.perf_counter() - t0
-    if int(status[0]) != 0:
-        raise KernelStatusError(int(status[0]))
-    out = arena[out_off : out_off + out_h * out_w * out_c].copy().reshape(out_h, out_w, out_c)
-    return out, seconds
-
-
-def run_csim(program, x: np.ndarray) -> tuple[np.ndarray, float]:
-    """Run a compiled program on input `x` through the C-simulated kernel: (output, kernel seconds).
-
-    `x` is HWC float32, optionally with a leading batch dimension of 1 (kept in the output).
-    """
-    program_bytes, weights_bytes = _blobs(program)
-    x = np.asarray(x, dtype=np.float32)
-    out, seconds = run_program_bytes(program_bytes, weights_bytes, x)
-    if x.ndim == 4:
-        out = out[np.newaxis]
-    return out, seconds

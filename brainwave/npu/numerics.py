@@ -1,9 +1,10 @@
-"""Block floating point as the NPU defines it (docs/numerics.md), implemented once for the compiler and emulator.
+"""Block floating point as the NPU defines it (docs/numerics.md): the precisions, and the quantizer and packing
+the compiler uses for weights. The executors quantize activations themselves, in C and C++ (hls/src,
+brainwave/npu/native/src), to the same bytes.
 
 A block is 16 float32 values along the channel axis. It is stored as one shared int8 exponent E and 16
-integer mantissas m; a value is m * 2^(E - (M-1)) where M is the precision's magnitude bits. Every
-function here is exact: quantization only scales by powers of two and rounds once (half to even), and a
-dequantized value is always a normal float32, so numpy, BLAS and the HLS kernel all see the same numbers.
+integer mantissas m; a value is m * 2^(E - (M-1)) where M is the precision's magnitude bits. Quantization
+here is exact: it only scales by powers of two and rounds once (half to even).
 Mantissas are int16 arrays whatever the precision (bfp20 weights need all 16 bits); packing narrows them.
 """
 from __future__ import annotations
@@ -16,7 +17,6 @@ BLOCK = 16
 EXP_MIN = -50
 EXP_MAX = 50
 FLT_MAX = np.float32(np.finfo(np.float32).max)
-CANONICAL_NAN_BITS = 0x7FC00000
 
 
 class Precision(IntEnum):
@@ -55,12 +55,6 @@ class Precision(IntEnum):
         """Bytes of packed mantissas per block: two 4-bit lanes per byte (bfp12), int8 lanes (bfp16),
         int16 little-endian lanes (bfp20)."""
         return BLOCK * _FORMATS[self][2] // 8
-
-    @property
-    def chunk_sum_exact_in_float32(self) -> bool:
-        """Whether every chunk's integer sum, at most 16 * max|m_a| * max|m_w|, fits float32's 24-bit significand.
-        If not (bfp20), the spec rounds (float)isum to nearest even, and the emulator's BLAS works in float64."""
-        return BLOCK * self.max_mantissa * self.max_weight_mantissa < 2 ** 24
 
     @classmethod
     def labels(cls) -> list[str]:
@@ -132,48 +126,6 @@ def quantize_blocks(blocks: np.ndarray, mantissa_bits: int) -> tuple[np.ndarray,
     lim = (1 << mantissa_bits) - 1
     m = np.clip(np.rint(x * inv_step[..., None]), -lim, lim)  # np.rint rounds half to even
     return m.astype(np.int16), exps.astype(np.int8)
-
-
-def dequantize_blocks(mantissas: np.ndarray, exponents: np.ndarray, mantissa_bits: int) -> np.ndarray:
-    """(m (..., 16), E (...)) -> float32 values m * 2^(E - (M-1)); exact, never subnormal."""
-    step = np.ldexp(np.float32(1.0), exponents.astype(np.int32) - (mantissa_bits - 1)).astype(np.float32)
-    return mantissas.astype(np.float32) * step[..., None]
-
-
-def quantize_dequantize(x: np.ndarray, precision: Precision) -> np.ndarray:
-    """What the MAC unit sees of an activation tensor (..., C): per 16-channel block, quantized and
-    dequantized, channels zero-padded to a multiple of 16 (the padding stays in the result).
-
-    A zero mantissa may come out as -0.0 here; the MAC result is the same (acc is never -0.0, see
-    docs/numerics.md), and skipping the pass that would clear the sign keeps this hot path short.
-    Works on the float32 bit patterns: the exponent of max|x| is its biased exponent field, and anything
-    below 2^-50 (subnormals included) clamps to E = -50 anyway, so no frexp is needed.
-    """
-    padded = np.ascontiguousarray(pad_channels(x))
-    blocks = padded.reshape(padded.shape[:-1] + (-1, BLOCK))
-    magnitude_bits = blocks.view(np.uint32) & np.uint32(0x7FFFFFFF)
-    amax_bits = magnitude_bits.max(axis=-1)
-    if amax_bits.size and amax_bits.max() >= 0x7F800000:  # Inf or NaN somewhere: the slow, general path
-        return quantize_dequantize(_sanitize(padded), precision)
-    biased = (amax_bits >> np.uint32(23)).astype(np.int32)
-    exps = np.clip(biased - 127, EXP_MIN, EXP_MAX)  # amax == 0 has biased 0 -> clamps to EXP_MIN
-    shift = (precision.mantissa_bits - 1) - exps  # in [-48, 60]: both powers of two below are normal floats
-    inv_step = ((127 + shift) << 23).astype(np.uint32).view(np.float32)[..., None]
-    step = ((127 - shift) << 23).astype(np.uint32).view(np.float32)[..., None]
-    lim = np.float32(precision.max_mantissa)
-    q = blocks * inv_step
-    np.rint(q, out=q)  # half to even
-    np.clip(q, -lim, lim, out=q)
-    q *= step
-    return q.reshape(padded.shape)
-
-
-def canonicalize_nan(y: np.ndarray) -> np.ndarray:
-    """Every NaN written to the arena is the quiet NaN 0x7FC00000 (in place; returns y)."""
-    nan = np.isnan(y)
-    if nan.any():
-        y.view(np.uint32)[nan] = CANONICAL_NAN_BITS
-    return y
 
 
 def pack_mantissas(mantissas: np.ndarray, precision: Precision) -> bytes:
