@@ -13,8 +13,10 @@ classes. What the proxy does, and why (docs/deploy.md):
 - a call that could not be sent (connection refused or reset) is re-sent to another replica (`retry-on`,
   `redispatch`); one that was sent and then lost answers 502, which gRPC clients read as UNAVAILABLE and
   PredictionClient retries (Predict is idempotent);
-- each replica gets at most `per_replica` calls at a time; the rest wait in the proxy's queue, so a draining
-  replica has little in flight and a slow one does not collect a backlog.
+- no per-replica limit (`maxconn`), on purpose: calls HAProxy queues for a busy replica stop reading their
+  HTTP/2 connection from the client, so on a client connection that multiplexes several calls the request
+  bodies of the calls already sent to replicas stall behind them until their deadline (head-of-line blocking;
+  seen with 240 KB photos). Each replica bounds its own queue (--max-concurrent-rpcs, gRPC flow control).
 """
 from __future__ import annotations
 
@@ -63,7 +65,7 @@ def health_check_bytes() -> tuple[str, str]:
 
 
 def haproxy_config(port: int, servers: dict[str, int], stats_socket: Path, *, check_ms: int = 200, fall: int = 2,
-                   rise: int = 2, per_replica: int = 4, host: str = "127.0.0.1") -> str:
+                   rise: int = 2, host: str = "127.0.0.1") -> str:
     request, serving = health_check_bytes()
     lines = "\n".join(f"    server {name} 127.0.0.1:{server_port}" for name, server_port in servers.items())
     return f"""\
@@ -79,7 +81,6 @@ defaults
     timeout connect 1s
     timeout client 120s
     timeout server 120s
-    timeout queue 60s
     timeout check 2s
     retries 3
     option redispatch 1
@@ -95,7 +96,7 @@ backend replicas
     tcp-check connect
     tcp-check send-binary {request}
     tcp-check expect binary {serving}
-    default-server proto h2 check inter {check_ms}ms fall {fall} rise {rise} maxconn {per_replica} observe layer4 error-limit 1 on-error mark-down
+    default-server proto h2 check inter {check_ms}ms fall {fall} rise {rise} observe layer4 error-limit 1 on-error mark-down
 {lines}
 """
 
