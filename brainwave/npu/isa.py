@@ -1,5 +1,5 @@
 """The NPU instruction set and binary program format (docs/isa.md): the one definition the compiler, the
-emulator, the FPGA driver and (through the generated C header) the HLS kernel share.
+executors, the FPGA driver and (through the generated C header) the HLS kernel and the native executor share.
 
 A program is a 64-byte header and 128-byte instructions (little-endian uint32 words) plus a separate
 weights blob. `python -m brainwave.npu.isa --c-header` prints hls/src/npu_isa.h.
@@ -45,7 +45,7 @@ class Activation(IntEnum):
 
 
 class Status(IntEnum):
-    """What the kernel writes to *status, and what the emulator raises for the same program."""
+    """What the kernel writes to *status, and what every executor raises (as ProgramError) for the same program."""
 
     OK = 0
     BAD_MAGIC = 1
