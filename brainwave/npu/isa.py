@@ -79,6 +79,13 @@ INSN_FIELDS = (
     "groups", "weight_mant_offset", "weight_exp_offset", "bias_offset",
     "has_residual", "residual_offset", "in2_offset",
 )
+# The same fields as members of the C struct `bw_insn` the kernel and the native executor decode into
+# (c_header): short names, because the C code spells them out in every loop bound and address.
+C_INSN_MEMBERS = dict(zip(INSN_FIELDS, (
+    "op", "act", "prec", "in_off", "in_h", "in_w", "in_c", "out_off", "out_h", "out_w", "out_c",
+    "kh", "kw", "sh", "sw", "pt", "pl", "pb", "pr", "groups", "mant_off", "exp_off", "bias_off",
+    "has_res", "res_off", "in2_off",
+)))
 
 
 class ProgramError(BrainwaveError, ValueError):
@@ -261,6 +268,8 @@ def c_header() -> str:
         "#ifndef BW_NPU_ISA_H",
         "#define BW_NPU_ISA_H",
         "",
+        "#include <stdint.h>",
+        "",
         f"#define BW_MAGIC 0x{MAGIC:08X}u",
         f"#define BW_ISA_VERSION {ISA_VERSION}u",
         f"#define BW_HEADER_WORDS {HEADER_WORDS}u",
@@ -280,7 +289,13 @@ def c_header() -> str:
     lines += [f"#define BW_STATUS_{s.name} {s.value}u" for s in Status] + [""]
     lines += [f"#define BW_H_{name.upper()} {i}" for i, name in enumerate(HEADER_FIELDS)] + [""]
     lines += [f"#define BW_I_{name.upper()} {i}" for i, name in enumerate(INSN_FIELDS)] + [""]
-    lines += ["#endif", ""]
+    lines += ["/* One instruction's fields (docs/isa.md), decoded once by bw_decode_insn. */", "typedef struct {"]
+    lines += [f"    uint32_t {C_INSN_MEMBERS[name]}; /* {name} */" for name in INSN_FIELDS]
+    lines += ["} bw_insn;", "",
+              "static inline void bw_decode_insn(const uint32_t w[BW_INSN_WORDS], bw_insn *d) {",
+              "#pragma HLS INLINE"]
+    lines += [f"    d->{C_INSN_MEMBERS[name]} = w[BW_I_{name.upper()}];" for name in INSN_FIELDS]
+    lines += ["}", "", "#endif", ""]
     return "\n".join(lines)
 
 

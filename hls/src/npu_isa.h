@@ -3,6 +3,8 @@
 #ifndef BW_NPU_ISA_H
 #define BW_NPU_ISA_H
 
+#include <stdint.h>
+
 #define BW_MAGIC 0x504E5742u
 #define BW_ISA_VERSION 2u
 #define BW_HEADER_WORDS 16u
@@ -88,5 +90,65 @@
 #define BW_I_HAS_RESIDUAL 23
 #define BW_I_RESIDUAL_OFFSET 24
 #define BW_I_IN2_OFFSET 25
+
+/* One instruction's fields (docs/isa.md), decoded once by bw_decode_insn. */
+typedef struct {
+    uint32_t op; /* opcode */
+    uint32_t act; /* activation */
+    uint32_t prec; /* precision */
+    uint32_t in_off; /* in_offset */
+    uint32_t in_h; /* in_h */
+    uint32_t in_w; /* in_w */
+    uint32_t in_c; /* in_c */
+    uint32_t out_off; /* out_offset */
+    uint32_t out_h; /* out_h */
+    uint32_t out_w; /* out_w */
+    uint32_t out_c; /* out_c */
+    uint32_t kh; /* kernel_h */
+    uint32_t kw; /* kernel_w */
+    uint32_t sh; /* stride_h */
+    uint32_t sw; /* stride_w */
+    uint32_t pt; /* pad_top */
+    uint32_t pl; /* pad_left */
+    uint32_t pb; /* pad_bottom */
+    uint32_t pr; /* pad_right */
+    uint32_t groups; /* groups */
+    uint32_t mant_off; /* weight_mant_offset */
+    uint32_t exp_off; /* weight_exp_offset */
+    uint32_t bias_off; /* bias_offset */
+    uint32_t has_res; /* has_residual */
+    uint32_t res_off; /* residual_offset */
+    uint32_t in2_off; /* in2_offset */
+} bw_insn;
+
+static inline void bw_decode_insn(const uint32_t w[BW_INSN_WORDS], bw_insn *d) {
+#pragma HLS INLINE
+    d->op = w[BW_I_OPCODE];
+    d->act = w[BW_I_ACTIVATION];
+    d->prec = w[BW_I_PRECISION];
+    d->in_off = w[BW_I_IN_OFFSET];
+    d->in_h = w[BW_I_IN_H];
+    d->in_w = w[BW_I_IN_W];
+    d->in_c = w[BW_I_IN_C];
+    d->out_off = w[BW_I_OUT_OFFSET];
+    d->out_h = w[BW_I_OUT_H];
+    d->out_w = w[BW_I_OUT_W];
+    d->out_c = w[BW_I_OUT_C];
+    d->kh = w[BW_I_KERNEL_H];
+    d->kw = w[BW_I_KERNEL_W];
+    d->sh = w[BW_I_STRIDE_H];
+    d->sw = w[BW_I_STRIDE_W];
+    d->pt = w[BW_I_PAD_TOP];
+    d->pl = w[BW_I_PAD_LEFT];
+    d->pb = w[BW_I_PAD_BOTTOM];
+    d->pr = w[BW_I_PAD_RIGHT];
+    d->groups = w[BW_I_GROUPS];
+    d->mant_off = w[BW_I_WEIGHT_MANT_OFFSET];
+    d->exp_off = w[BW_I_WEIGHT_EXP_OFFSET];
+    d->bias_off = w[BW_I_BIAS_OFFSET];
+    d->has_res = w[BW_I_HAS_RESIDUAL];
+    d->res_off = w[BW_I_RESIDUAL_OFFSET];
+    d->in2_off = w[BW_I_IN2_OFFSET];
+}
 
 #endif

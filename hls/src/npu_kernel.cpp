@@ -230,43 +230,7 @@ inline int weight_lane(const uint8_t *src, u32 prec, int l) {
 /* ---------------------------------------------------------------------------------------------------- */
 /* Instruction fields and validation */
 
-struct Insn {
-    u32 op, act, prec;
-    u32 in_off, in_h, in_w, in_c;
-    u32 out_off, out_h, out_w, out_c;
-    u32 kh, kw, sh, sw, pt, pl, pb, pr;
-    u32 groups, mant_off, exp_off, bias_off, has_res, res_off, in2_off;
-};
-
-void decode(const u32 w[BW_INSN_WORDS], Insn &d) {
-#pragma HLS INLINE
-    d.op = w[BW_I_OPCODE];
-    d.act = w[BW_I_ACTIVATION];
-    d.prec = w[BW_I_PRECISION];
-    d.in_off = w[BW_I_IN_OFFSET];
-    d.in_h = w[BW_I_IN_H];
-    d.in_w = w[BW_I_IN_W];
-    d.in_c = w[BW_I_IN_C];
-    d.out_off = w[BW_I_OUT_OFFSET];
-    d.out_h = w[BW_I_OUT_H];
-    d.out_w = w[BW_I_OUT_W];
-    d.out_c = w[BW_I_OUT_C];
-    d.kh = w[BW_I_KERNEL_H];
-    d.kw = w[BW_I_KERNEL_W];
-    d.sh = w[BW_I_STRIDE_H];
-    d.sw = w[BW_I_STRIDE_W];
-    d.pt = w[BW_I_PAD_TOP];
-    d.pl = w[BW_I_PAD_LEFT];
-    d.pb = w[BW_I_PAD_BOTTOM];
-    d.pr = w[BW_I_PAD_RIGHT];
-    d.groups = w[BW_I_GROUPS];
-    d.mant_off = w[BW_I_WEIGHT_MANT_OFFSET];
-    d.exp_off = w[BW_I_WEIGHT_EXP_OFFSET];
-    d.bias_off = w[BW_I_BIAS_OFFSET];
-    d.has_res = w[BW_I_HAS_RESIDUAL];
-    d.res_off = w[BW_I_RESIDUAL_OFFSET];
-    d.in2_off = w[BW_I_IN2_OFFSET];
-}
+typedef bw_insn Insn; /* decoded by bw_decode_insn (npu_isa.h, generated from brainwave/npu/isa.py) */
 
 inline bool is_depthwise(const Insn &d) { return d.groups == d.in_c && d.out_c == d.in_c; }
 inline u32 ceil16(u32 c) { return (c + BW_BLOCK - 1) / BW_BLOCK; }
@@ -1524,7 +1488,7 @@ VALIDATE:
     for (u32 i = 0; i < n; i++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 128 avg = 64
         load_insn(program, i, w);
-        decode(w, d);
+        bw_decode_insn(w, &d);
         u32 s = validate(d, arena_words, weights_bytes);
         if (s == NPU_STATUS_OK) s = check_weight_exponents(d, weights, weights_bytes);
         if (s != NPU_STATUS_OK) {
@@ -1536,7 +1500,7 @@ EXECUTE:
     for (u32 i = 0; i < n; i++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 128 avg = 64
         load_insn(program, i, w);
-        decode(w, d);
+        bw_decode_insn(w, &d);
         switch (d.op) {
         case BW_OP_CONV2D: op_conv2d(d, weights, weights_bytes, arena); break;
         case BW_OP_ADD: op_add(d, arena); break;
@@ -1557,7 +1521,7 @@ EXECUTE:
  * n_bands, resident, lookahead, l_eff. */
 extern "C" void npu_plan_conv(const uint32_t *insn_words, uint32_t out[14]) {
     Insn d;
-    decode(insn_words, d);
+    bw_decode_insn(insn_words, &d);
     const Plan p = plan_conv(d);
     const uint32_t v[14] = {p.path, p.nb_in, p.nbw, p.taps, p.steps, p.k, p.kt_per_group, p.n_kt, p.rows_cap,
                             p.band_rows, p.n_bands, (uint32_t)p.resident, (uint32_t)p.lookahead, p.l_eff};

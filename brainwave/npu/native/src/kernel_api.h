@@ -23,13 +23,7 @@ constexpr int kPairs = BW_BLOCK / 2; /* int16 pairs per block: one vpdpwssd / vp
 constexpr int kTileWords = (kPairs + 1) * kLanes;
 
 /* One decoded instruction (docs/isa.md); field positions come from npu_isa.h in plan.cpp. */
-struct Insn {
-    uint32_t op, act, prec;
-    uint32_t in_off, in_h, in_w, in_c;
-    uint32_t out_off, out_h, out_w, out_c;
-    uint32_t kh, kw, sh, sw, pt, pl, pb, pr;
-    uint32_t groups, mant_off, exp_off, bias_off, has_res, res_off, in2_off;
-};
+using Insn = bw_insn; /* decoded by bw_decode_insn (npu_isa.h, generated from brainwave/npu/isa.py) */
 
 /* A virtual block: one chunk of docs/numerics.md's dot product (channels sharing one activation block and one
  * weight block), laid out on the 16 lanes of activation block `ab` of the input pixel. The repacked weights are

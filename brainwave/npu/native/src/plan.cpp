@@ -8,37 +8,9 @@
 namespace bwn {
 namespace {
 
-/* ------------------------------------------------------------------------------------------------------------ */
-/* Decoding */
-
 Insn decode(const uint32_t *w) {
     Insn d;
-    d.op = w[BW_I_OPCODE];
-    d.act = w[BW_I_ACTIVATION];
-    d.prec = w[BW_I_PRECISION];
-    d.in_off = w[BW_I_IN_OFFSET];
-    d.in_h = w[BW_I_IN_H];
-    d.in_w = w[BW_I_IN_W];
-    d.in_c = w[BW_I_IN_C];
-    d.out_off = w[BW_I_OUT_OFFSET];
-    d.out_h = w[BW_I_OUT_H];
-    d.out_w = w[BW_I_OUT_W];
-    d.out_c = w[BW_I_OUT_C];
-    d.kh = w[BW_I_KERNEL_H];
-    d.kw = w[BW_I_KERNEL_W];
-    d.sh = w[BW_I_STRIDE_H];
-    d.sw = w[BW_I_STRIDE_W];
-    d.pt = w[BW_I_PAD_TOP];
-    d.pl = w[BW_I_PAD_LEFT];
-    d.pb = w[BW_I_PAD_BOTTOM];
-    d.pr = w[BW_I_PAD_RIGHT];
-    d.groups = w[BW_I_GROUPS];
-    d.mant_off = w[BW_I_WEIGHT_MANT_OFFSET];
-    d.exp_off = w[BW_I_WEIGHT_EXP_OFFSET];
-    d.bias_off = w[BW_I_BIAS_OFFSET];
-    d.has_res = w[BW_I_HAS_RESIDUAL];
-    d.res_off = w[BW_I_RESIDUAL_OFFSET];
-    d.in2_off = w[BW_I_IN2_OFFSET];
+    bw_decode_insn(w, &d);
     return d;
 }
 
