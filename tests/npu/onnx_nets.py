@@ -5,8 +5,13 @@ accuracy comparison with onnxruntime (benchmarks/onnx_accuracy.py).
   MaxPool with pads, Flatten + Gemm(transB=1) classifier), written with onnx.helper. Seeded weights: He-normal
   convolutions and batch-norm statistics drawn so activations keep their scale (like the catalog's ResNet-50).
 - `mobilenet_v2()`: Keras' MobileNetV2 exported by tf2onnx (N x H x W x C input and a Transpose, Pad + Conv,
-  grouped Conv, Clip(0, 6), batch norms as Mul + Add, MatMul classifier). Its batch norms are set from the
-  statistics of a batch of photos (one training-mode call with momentum 0), so activations are realistic.
+  grouped Conv, Clip(0, 6), batch norms as Mul + Add, MatMul classifier).
+
+Random weights make a degenerate classifier: the pooled features share a large common part, so every photo
+gets the same top-1 and agreement would mean nothing. Given a batch of photos, both builders therefore set
+what training would: batch norms from the statistics of their inputs (`calibrate` for ResNet-18, one
+training-mode call with momentum 0 for MobileNetV2; both scale by the root mean square), and a classifier that
+reads centred features.
 """
 from __future__ import annotations
 
@@ -52,9 +57,9 @@ class _Builder:
         return self.node("Relu", [y]) if relu else y
 
 
-def resnet18(seed: int = 0, classes: int = 1000, size: int = 224):
+def resnet18(seed: int = 0, classes: int = 1000, size: int = 224, calibration: np.ndarray | None = None):
     """ResNet-18 (basic blocks 2-2-2-2, widths 64-512) with a `classes`-way Gemm head; input 'input' (1, 3, size,
-    size), output 'logits' (1, classes)."""
+    size), output 'logits' (1, classes). `calibration`: a batch (N, 3, size, size) to `calibrate` it on."""
     from onnx import TensorProto, helper
 
     b = _Builder(seed)
@@ -76,12 +81,55 @@ def resnet18(seed: int = 0, classes: int = 1000, size: int = 224):
     graph = helper.make_graph(b.nodes, "resnet18", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
                                                                                   [1, 3, size, size])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, classes])], b.inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="brainwave-tests")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="brainwave-tests")
+    return model if calibration is None else calibrate(model, calibration)
+
+
+def _standardized(kernel: np.ndarray, bias: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(kernel (N, classes), bias) of a classifier reading (features - mean) / s instead of the features, s their
+    average standard deviation. One scale for all: dividing each feature by its own deviation would blow up
+    near-constant features, and their rounding noise with them, as no trained classifier does."""
+    mean = features.mean(0)
+    kernel = kernel / features.std(0).mean()
+    return kernel.astype(np.float32), (bias - mean @ kernel).astype(np.float32)
+
+
+def calibrate(model, batch: np.ndarray):
+    """Set each BatchNormalization's mean and variance from its input over `batch` (in graph order, so each sees
+    the ones before it calibrated), and centre the features the final Gemm(transB=1) reads.
+
+    The variance is set to the input's mean square, not its variance: a random channel that is nearly constant
+    would otherwise be divided by its tiny deviation, which magnifies its rounding noise as trained batch norms
+    (whose gamma shrinks such channels) do not."""
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+
+    def observe(value: str) -> np.ndarray:
+        probe = type(model)()
+        probe.CopyFrom(model)
+        probe.graph.output.append(helper.make_empty_tensor_value_info(value))
+        probe.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"  # the whole batch in one run
+        session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run([value], {session.get_inputs()[0].name: batch})[0]
+
+    for node in model.graph.node:
+        if node.op_type == "BatchNormalization":
+            x = observe(node.input[0])
+            for name, stat in ((node.input[3], x.mean((0, 2, 3))), (node.input[4], (x * x).mean((0, 2, 3)))):
+                inits[name].CopyFrom(numpy_helper.from_array(stat.astype(np.float32), name))
+    fc = model.graph.node[-1]
+    kernel, bias = _standardized(numpy_helper.to_array(inits[fc.input[1]]).T, numpy_helper.to_array(inits[fc.input[2]]),
+                                 observe(fc.input[0]))
+    inits[fc.input[1]].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(kernel.T), fc.input[1]))
+    inits[fc.input[2]].CopyFrom(numpy_helper.from_array(bias, fc.input[2]))
+    return model
 
 
 def mobilenet_v2(calibration: np.ndarray, alpha: float = 1.0, seed: int = 0):
     """Keras MobileNetV2 (logits, no softmax) through tf2onnx; `calibration` is a batch of (N, 224, 224, 3)
-    inputs in [-1, 1] that sets the batch-norm statistics."""
+    inputs in [-1, 1] that sets the batch-norm statistics and centres the classifier's features."""
     import tf2onnx
 
     from brainwave.tf_runtime import keras, tf
@@ -92,7 +140,15 @@ def mobilenet_v2(calibration: np.ndarray, alpha: float = 1.0, seed: int = 0):
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.0  # the one training-mode call below sets the moving statistics to the batch's
-    model(tf.constant(calibration, tf.float32), training=True)
+    batch = tf.constant(calibration, tf.float32)
+    model(batch, training=True)
+    for layer in model.layers:  # divide by the root mean square, not the deviation: see `calibrate`
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([gamma, beta, mean, var + mean ** 2])
+    head = model.layers[-1]
+    features = keras.Model(model.input, head.input)(batch, training=False).numpy()
+    head.set_weights(list(_standardized(*head.get_weights(), features)))
     spec = (tf.TensorSpec((1, 224, 224, 3), tf.float32, name="input"),)
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET)
     return proto
