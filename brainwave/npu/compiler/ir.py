@@ -153,10 +153,9 @@ class Graph:
             if name not in self.shapes:
                 return name
 
-    def add(self, op: str, inputs: list[str], attrs: dict | None = None, name: str = "", source: str = "",
-            output: str | None = None) -> str:
+    def add(self, op: str, inputs: list[str], attrs: dict | None = None, name: str = "", source: str = "") -> str:
         """Append a node, infer its output shape and return the output's value name."""
-        node = Node(op, list(inputs), [output or self.fresh(name or op)], dict(attrs or {}), [name or op], source)
+        node = Node(op, list(inputs), [self.fresh(name or op)], dict(attrs or {}), [name or op], source)
         try:
             shape = SHAPE_RULES[op]([self.shapes[v] for v in inputs], node.attrs)
         except CompileError as exc:
