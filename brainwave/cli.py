@@ -149,8 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     models_sub = models.add_subparsers(metavar="ACTION")
     _add_registry_commands(sub, models_sub)
 
-    compile_ = sub.add_parser("compile", help="compile a catalog featurizer to an NPU program file (docs/isa.md)")
-    compile_.add_argument("model_ref", help="catalog featurizer, e.g. efficientnet-lite0 (see `brainwave models`)")
+    compile_ = sub.add_parser("compile", help="compile a featurizer to an NPU program file (docs/compiler.md)")
+    compile_.add_argument("model_ref", help="catalog featurizer, e.g. efficientnet-lite0 (see `brainwave models`), "
+                                            "or a model file: .onnx (opsets 13-21) or .keras")
     compile_.add_argument("--precision", default="bfp20", choices=Precision.labels(),
                           help="bfp20 (default), bfp16 or bfp12 (docs/numerics.md)")
     compile_.add_argument("--weights", type=Path, help="weights file (default: the catalog's)")
@@ -268,7 +269,7 @@ def _add_registry_commands(sub, models_sub) -> None:
 # --- commands ------------------------------------------------------------------------------------
 def cmd_package(args) -> int:
     from brainwave.pipeline import check_featurizers
-    from brainwave.pipeline.definition import BrainwaveStage, TensorflowStage, parse_service_json
+    from brainwave.pipeline.definition import BrainwaveStage, parse_service_json
 
     try:
         raw = args.service_def.read_bytes()
@@ -278,9 +279,9 @@ def cmd_package(args) -> int:
     check_featurizers(definition)
     base = args.service_def.parent
     for stage in definition.pipeline:
-        if isinstance(stage, TensorflowStage):
+        if getattr(stage, "model_path", None):  # tensorflow, onnx, and brainwave stages with their own file
             stage.source = base / stage.model_path
-        elif isinstance(stage, BrainwaveStage) and stage.weights_path:
+        if isinstance(stage, BrainwaveStage) and stage.weights_path:
             stage.weights_source = base / stage.weights_path
     path = definition.save(args.out)
     out.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {len(definition.pipeline)} stages)")
@@ -582,22 +583,45 @@ def cmd_models(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from brainwave.models import build_featurizer, resolve_featurizer
-    from brainwave.npu.compiler import compile_keras
     from brainwave.npu.ops import program_macs
 
     try:
-        with console.status(f"building {args.model_ref}..."):
-            model = build_featurizer(resolve_featurizer(args.model_ref), args.weights)
         with console.status(f"compiling {args.model_ref} for the NPU ({args.precision})..."):
-            program = compile_keras(model, precision=args.precision)
+            program, note = _compile_featurizer(args)
     except (LookupError, ValueError) as exc:  # unknown model, unknown precision, unsupported layer
         raise BrainwaveError(str(exc)) from exc
     path = program.save(args.out)
     out.print(f"wrote {path}: {len(program.instructions)} instructions, {program_macs(program) / 1e9:.2f} GMAC, "
               f"weights {len(program.weights) / 1e6:.1f} MB, arena {program.arena_words * 4 / 1e6:.1f} MB; "
               f"list it with `python -m brainwave.npu.isa --dump {path}`")
+    if note:
+        out.print(note)
     return 0
+
+
+def _compile_featurizer(args):
+    """(program, a note on its input/output layout or None) for a catalog name or an .onnx/.keras file."""
+    from brainwave.npu.compiler import compile_keras, compile_onnx
+
+    source = Path(args.model_ref)
+    if source.suffix == ".onnx":
+        if args.weights:
+            raise BrainwaveError("--weights goes with a catalog featurizer; an ONNX file carries its own")
+        from brainwave.pipeline.onnx_model import load_onnx_model
+
+        compiled = compile_onnx(load_onnx_model(source, str(source)), precision=args.precision)
+        layouts = f"the model's input {compiled.input.shape} is the program's {compiled.program.input_shape}"
+        if compiled.input.perm != (0, 1, 2, 3):
+            layouts += " (transpose N x C x H x W to H x W x C first)"
+        return compiled.program, f"{layouts}; its output {compiled.output.shape} is the program's " \
+                                 f"{compiled.program.output_shape}"
+    if source.suffix == ".keras":
+        from brainwave.tf_runtime import keras
+
+        return compile_keras(keras.saving.load_model(source, compile=False, safe_mode=True), args.precision), None
+    from brainwave.models import build_featurizer, resolve_featurizer
+
+    return compile_keras(build_featurizer(resolve_featurizer(args.model_ref), args.weights), args.precision), None
 
 
 if __name__ == "__main__":
