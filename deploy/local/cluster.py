@@ -46,7 +46,11 @@ def health_check_bytes() -> tuple[str, str]:
     """(request, expected reply) of a gRPC Health/Check for the whole server, hex-encoded for HAProxy's
     tcp-check. HAProxy 2.6's http-check cannot send a body holding NUL bytes, and every gRPC message starts
     with them (its 5-byte frame header), so the check speaks HTTP/2 itself: the h2 library writes the
-    connection preface, the HEADERS and the DATA frame; the reply must carry the message `status: SERVING`."""
+    connection preface, the HEADERS and the DATA frame; the reply must carry the message `status: SERVING`.
+    The check waits for the status (`rbinary`), then requires SERVING with `min-recv`, which makes a mismatch
+    conclusive at once: NOT_SERVING fails the check now, not after `timeout check` (the HTTP/2 connection
+    stays open, so without it HAProxy would wait for more bytes, and a draining replica would stay in
+    rotation for fall x timeout)."""
     import h2.config
     import h2.connection
     from grpc_health.v1 import health_pb2
@@ -67,6 +71,7 @@ def health_check_bytes() -> tuple[str, str]:
 def haproxy_config(port: int, servers: dict[str, int], stats_socket: Path, *, check_ms: int = 200, fall: int = 2,
                    rise: int = 2, host: str = "127.0.0.1") -> str:
     request, serving = health_check_bytes()
+    status_frame = serving[:-1]  # the reply's frame up to the status digit: matched as hex (HAProxy's rbinary)
     lines = "\n".join(f"    server {name} 127.0.0.1:{server_port}" for name, server_port in servers.items())
     return f"""\
 global
@@ -95,7 +100,8 @@ backend replicas
     option tcp-check
     tcp-check connect
     tcp-check send-binary {request}
-    tcp-check expect binary {serving}
+    tcp-check expect rbinary {status_frame}[0-9]
+    tcp-check expect min-recv 1 binary {serving}
     default-server proto h2 check inter {check_ms}ms fall {fall} rise {rise} observe layer4 error-limit 1 on-error mark-down
 {lines}
 """
@@ -209,6 +215,14 @@ class HAProxy:
 
     def requests(self) -> dict[str, int]:
         return {name: int(row["stot"] or 0) for name, row in self.servers().items()}
+
+    def down_reasons(self, name: str) -> list[str]:
+        """Why HAProxy took `name` out of rotation, each time it did (from its log), e.g. "Layer7 invalid
+        response" (the check read NOT_SERVING) or "Health analyze" (a connection to it failed)."""
+        marker = f"Server replicas/{name} is DOWN, reason: "
+        lines = self.log.read_text(errors="replace").splitlines()
+        return [line.split(marker, 1)[1].split(",", 1)[0] for line in lines
+                if marker in line and not line.startswith("[")]  # each event is logged twice, once with a prefix
 
     def wait_status(self, name: str, status: str, timeout: float = 300.0) -> None:
         deadline = time.monotonic() + timeout

@@ -24,7 +24,7 @@ def replicas(small_zip, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("replicas")
     broken = workdir / "broken.zip"
     broken.write_bytes(small_zip.read_bytes()[: small_zip.stat().st_size // 2])  # a truncated archive
-    serve = [str(small_zip), "--drain-delay", "2"]
+    serve = [str(small_zip), "--drain-delay", "5"]  # HAProxy notices NOT_SERVING in about 0.4 s
     local = cluster.LocalCluster(workdir, serve, replicas=len(HEALTHY), extra={"broken": [str(broken)]})
     local.start(wait=HEALTHY)
     yield local
@@ -87,6 +87,8 @@ def test_rolling_restart_fails_no_call(replicas, photo):
     result = running.stop()
     report("rolling restart", replicas, before, result)
     assert result.failures == 0, result.failed
+    for name in HEALTHY:  # the proxy let each go because it read NOT_SERVING, before its listener closed
+        assert replicas.proxy.down_reasons(name)[-1] == "Layer7 invalid response", replicas.proxy.down_reasons(name)
 
 
 def test_replica_whose_model_cannot_load_gets_no_traffic(replicas, photo):
