@@ -112,7 +112,9 @@ def test_tf2onnx_nhwc_input_and_channels_first_flatten():
 @pytest.mark.parametrize("net", ["resnet18", "mobilenet_v2"])
 def test_cnns_the_catalog_does_not_have(net, mobilenet_v2_onnx):
     m = onnx_nets.resnet18() if net == "resnet18" else mobilenet_v2_onnx
-    compiled = check(m, (1, 3, 224, 224) if net == "resnet18" else (1, 224, 224, 3))
+    # the random MobileNetV2 is the noisier network on the NPU, whichever frontend compiles it (docs/compiler.md)
+    compiled = check(m, (1, 3, 224, 224) if net == "resnet18" else (1, 224, 224, 3),
+                     min_cosine=0.9999 if net == "resnet18" else 0.999)
     convs = sum(i.op == Opcode.CONV2D for i in compiled.program.instructions)
     assert convs == {"resnet18": 21, "mobilenet_v2": 53}[net]  # every batch norm, add and ReLU fused away
 
