@@ -6,7 +6,6 @@ compute nothing at inference (Dropout, ...) are not nodes at all. What the NPU c
 """
 from __future__ import annotations
 
-from collections import defaultdict
 
 import numpy as np
 
