@@ -3,15 +3,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from brainwave.client import auth_metadata, call_with_retries, open_channel
+from brainwave.client import auth_metadata, open_channel, service_config
 from brainwave.protocol.api import ADMIN_SERVICE, MODEL_SERVICE, api, method_path
+
+# Only the reads are retried (gRPC's retry policy, on UNAVAILABLE): a change such as Promote must not run twice.
+READ_METHODS = ((MODEL_SERVICE, "GetModelStatus"), (ADMIN_SERVICE, "GetVersionFigures"))
 from brainwave.serving.versions import VersionPolicy
 
 
 class ModelAdminClient:
     def __init__(self, address: str, *, use_ssl: bool = False, access_token: str | None = None,
                  root_certificates: bytes | None = None, timeout: float = 600.0) -> None:
-        self._channel, self.target = open_channel(address, use_ssl=use_ssl, root_certificates=root_certificates)
+        self._channel, self.target = open_channel(address, use_ssl=use_ssl, root_certificates=root_certificates,
+                                                  service_config=service_config(3, 0.2, methods=READ_METHODS))
         self._metadata = auth_metadata(access_token)
         self.timeout = timeout
         a = api()
@@ -29,7 +33,7 @@ class ModelAdminClient:
                        for key, (service, method, req, resp) in calls.items()}
 
     def _call(self, key: str, request):
-        return call_with_retries(self._calls[key], request, self.timeout, self._metadata, max_retries=3, backoff=0.2)
+        return self._calls[key](request, timeout=self.timeout, metadata=self._metadata)
 
     def reload(self, models: dict[str, tuple[str | Path, VersionPolicy, dict[str, int]]]) -> None:
         """Serve exactly these models: {name: (base_path, policy, labels)}; others are unloaded."""

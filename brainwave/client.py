@@ -11,7 +11,6 @@ status means the request itself was wrong or failed, and is not retried.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -29,8 +28,9 @@ RETRYABLE_METHODS = ((PREDICTION_SERVICE, "Predict"), (PREDICTION_SERVICE, "GetM
 GRPC_MAX_ATTEMPTS = 5  # gRPC clamps retryPolicy.maxAttempts to 5 (and logs an error when given more)
 
 
-def service_config(max_retries: int, backoff: float, load_balancing: str | None = None) -> str | None:
-    """The channel's service config. Retries: RETRYABLE_METHODS on UNAVAILABLE, up to `max_retries` more
+def service_config(max_retries: int, backoff: float, load_balancing: str | None = None,
+                   methods: tuple[tuple[str, str], ...] = RETRYABLE_METHODS) -> str | None:
+    """The channel's service config. Retries: `methods` on UNAVAILABLE, up to `max_retries` more
     attempts (at most 4, gRPC's limit), the n-th after a random wait of up to backoff * 2**(n-1) seconds.
     `load_balancing="round_robin"` spreads calls over every address the target resolves to (a headless
     Service's DNS name, or ipv4:A:P1,B:P2) instead of gRPC's default, one connection to the first."""
@@ -41,7 +41,7 @@ def service_config(max_retries: int, backoff: float, load_balancing: str | None 
         policy = {"maxAttempts": attempts, "initialBackoff": f"{initial:.3f}s",
                   "maxBackoff": f"{initial * 2 ** (attempts - 2):.3f}s", "backoffMultiplier": 2,
                   "retryableStatusCodes": ["UNAVAILABLE"]}
-        names = [{"service": service, "method": method} for service, method in RETRYABLE_METHODS]
+        names = [{"service": service, "method": method} for service, method in methods]
         config["methodConfig"] = [{"name": names, "retryPolicy": policy}]
     if load_balancing:
         config["loadBalancingConfig"] = [{load_balancing: {}}]
@@ -74,19 +74,6 @@ def auth_metadata(access_token: str | None, service_name: str | None = None) -> 
     if service_name:  # route header understood by Azure ML gateways
         metadata.append(("x-ms-aml-grpc-service-route", f"/api/v1/service/{service_name}"))
     return metadata
-
-
-def call_with_retries(method, request, timeout: float, metadata, max_retries: int, backoff: float):
-    """Call a unary method; only UNAVAILABLE (server not up, connection lost) is retried, with backoff.
-    For ModelAdminClient's calls; PredictionClient's retries are gRPC's own (service_config)."""
-    for attempt in range(max_retries + 1):
-        try:
-            return method(request, timeout=timeout, metadata=metadata)
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == max_retries:
-                raise
-            time.sleep(backoff * (2 ** attempt))
-    raise AssertionError("unreachable")
 
 
 def check_health(address: str, service: str = "", timeout: float = 3.0, *, use_ssl: bool = False,
