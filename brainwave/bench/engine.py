@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Awaitable, Callable, Sequence
 
 import numpy as np
@@ -38,16 +37,9 @@ class Level:
 
 
 @dataclass(frozen=True)
-class BenchConfig:
-    address: str
-    protocol: str = "grpc"
-    model: str = ""
-    version: int | None = None
-    key: str | None = None
-    use_tls: bool = False
-    ca: Path | None = None
-    client_cert: Path | None = None
-    client_key: Path | None = None
+class BenchConfig(Connection):
+    """Where to send (the Connection fields: address, protocol, model, keys, TLS, timeout) and how much."""
+
     inputs: Sequence[bytes | np.ndarray] = ()  # empty: random inputs matching the model's metadata
     concurrency: Sequence[int] = ()
     rates: Sequence[float] = ()
@@ -55,7 +47,6 @@ class BenchConfig:
     duration_s: float = 10.0  # measured time per level
     warmup_s: float = 2.0  # per level, before measuring
     max_requests: int | None = None  # measured requests per level: stop sooner when reached
-    timeout_s: float = 30.0
     max_outstanding: int = 1000  # open loop: requests in flight at once, beyond which sending waits
     metrics_url: str | None = None  # the server's /metrics, for the per-stage breakdown
     seed: int = 0
@@ -64,9 +55,6 @@ class BenchConfig:
         levels = [Level("concurrency", c) for c in self.concurrency] + [Level("rate", r) for r in self.rates]
         return levels or [Level("concurrency", 1)]
 
-    def connection(self) -> Connection:
-        return Connection(self.address, self.protocol, self.model, self.version, self.key, self.use_tls, self.ca,
-                          self.client_cert, self.client_key, self.timeout_s)
 
 
 @dataclass
@@ -248,7 +236,7 @@ async def _run(config: BenchConfig, progress=None, on_level=None) -> BenchReport
         if level.value <= 0:
             raise BenchError(f"{level.mode} must be positive, got {level.value:g}")
     connections = max([int(lv.value) for lv in levels if lv.mode == "concurrency"] + [8])
-    target = open_target(config.connection(), connections)
+    target = open_target(config, connections)
     metrics = None
     try:
         inputs = list(config.inputs) or random_inputs(await target.signature(), 8, config.seed)
