@@ -53,4 +53,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["configure_threads", "keras", "native_stderr_silenced", "tf"]
+__all__ = ["configure_threads", "native_stderr_silenced", "tf"]  # and `keras`, loaded on first use

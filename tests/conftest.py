@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import pipeline_builder, skimage_image, start_server
+from tests.support import make_pki, pipeline_builder, skimage_image, start_server
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +48,9 @@ def resnet50_server(resnet50_pipeline):
     running = start_server(manager)
     yield running
     running.server.stop(grace=1)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory) -> Path:
+    """A CA and server/client certificates (server.crt/.key, client.crt/.key, ca.crt) in one folder."""
+    return make_pki(tmp_path_factory.mktemp("pki"))

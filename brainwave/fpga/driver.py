@@ -231,7 +231,7 @@ class NpuAccelerator:
             if self.verify:
                 again = self._run_locked(program, x)
                 if out.tobytes() != again.tobytes():
-                    self._reset(f"two runs of the same request gave different outputs")
+                    self._reset("two runs of the same request gave different outputs")
                     raise BackendUnavailableError("NPU output corrupted: two runs of the same request differ; "
                                                   "the device was reset, retry the request")
         return out[np.newaxis] if batched else out

@@ -19,7 +19,6 @@ from brainwave.bench.scrape import breakdown, parse
 from brainwave.bench.targets import BenchError
 from brainwave.serving.auth import KeyRing
 from brainwave.serving.servables import ServableManager
-from tests.serving.test_security import pki  # noqa: F401 - the TLS fixture, shared
 from tests.support import REPO, start_server, tensor_pipeline_zip
 
 STALL_S = 0.2
@@ -187,7 +186,7 @@ def test_the_command_fails_in_one_line(numbers_server, tmp_path):
         assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
 
 
-def test_tls_on_both_protocols(numbers_pipeline, pki):  # noqa: F811
+def test_tls_on_both_protocols(numbers_pipeline, pki):
     manager = ServableManager()
     manager.add("numbers", 1, numbers_pipeline)
     running = start_server(manager, rest_port=0, keys=KeyRing("tls-key"), tls_cert=pki / "server.crt",

@@ -1,5 +1,4 @@
 """model.zip is read safely: hostile archives are refused and leave nothing behind."""
-import io
 import json
 import stat
 import tempfile

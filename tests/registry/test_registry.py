@@ -2,7 +2,6 @@
 import hashlib
 import io
 import itertools
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest

@@ -14,7 +14,6 @@ import pytest
 
 from brainwave.serving.servables import ServableManager
 from tests.serving.test_cli import run_cli
-from tests.serving.test_security import pki  # noqa: F401 - fixture
 from tests.support import free_port, skimage_image, small_pipeline_zip, start_server
 
 NOISE = ("Traceback", "oneDNN", "absl::InitializeLog", "cpu_feature_guard", "libpng warning")
@@ -46,7 +45,7 @@ def test_a_port_in_use_is_reported_before_the_model_loads(tmp_path):
     assert "missing.zip" not in text, "the model was loaded before the port was checked"
 
 
-def test_tls_material_is_checked_up_front(small_zip, pki):  # noqa: F811
+def test_tls_material_is_checked_up_front(small_zip, pki):
     port = str(free_port())
     common = ("serve", str(small_zip), "--host", "127.0.0.1", "--port", port, "--backend", "float")
     one_line_error(run_cli(*common, "--tls-cert", str(pki / "server.crt"), "--tls-key", str(pki / "client.key")),
@@ -56,7 +55,7 @@ def test_tls_material_is_checked_up_front(small_zip, pki):  # noqa: F811
     one_line_error(run_cli(*common, "--tls-cert", str(pki / "server.crt")), "--tls-key")
 
 
-def test_client_side_tls_mistakes(resnet50_pipeline, pki, tmp_path):  # noqa: F811
+def test_client_side_tls_mistakes(resnet50_pipeline, pki, tmp_path):
     manager = ServableManager()
     manager.add("resnet50", 1, resnet50_pipeline)
     running = start_server(manager, tls_cert=pki / "server.crt", tls_key=pki / "server.key")

@@ -1,5 +1,4 @@
 """Our .proto sources are wire-compatible with TF Serving and live beside TensorFlow without clashes."""
-import pytest
 
 from brainwave.protocol.api import api
 

@@ -22,7 +22,6 @@ from brainwave.serving.rest import HTTP_STATUS
 from brainwave.serving.servables import ServableManager
 from tests.serving.test_bad_inputs import CASE_NAMES, cases
 from tests.serving.test_hostile_requests import _histogram_count
-from tests.serving.test_security import pki  # noqa: F401 - the TLS fixture, shared
 from tests.support import start_server
 
 
@@ -162,7 +161,7 @@ def test_duplicate_output_filter_and_too_many_images(rest_server, chelsea):
     assert answer.status_code == 400 and "64" in answer.json()["error"]
 
 
-def test_keys_and_tls_as_for_grpc(resnet50_pipeline, pki, chelsea):  # noqa: F811
+def test_keys_and_tls_as_for_grpc(resnet50_pipeline, pki, chelsea):
     manager = ServableManager()
     manager.add("resnet50", 1, resnet50_pipeline)
     running = start_server(manager, keys=KeyRing("rest-key", "second"), rest_port=0,

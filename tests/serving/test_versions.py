@@ -1,6 +1,5 @@
 """Versioned serving: reloads with TF Serving's ModelService, labels, canary split, mirroring, promote,
 rollback, and a load test that swaps versions under traffic without a single failed request."""
-import shutil
 import threading
 import time
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import functools
+import datetime
 import importlib.util
 import io
+import ipaddress
 import socket
 import sys
 from pathlib import Path
@@ -142,3 +144,41 @@ def tensor_pipeline_zip(path: Path) -> Path:
     (path.parent / "numbers.pb").write_bytes(graph.as_graph_def().SerializeToString())
     stage = TensorflowStage("numbers.pb", "x:0", "probs:0", source=path.parent / "numbers.pb")
     return ServiceDefinition([stage]).save(path)
+
+
+# --- TLS material for tests: a CA, and a server and a client certificate signed by it -----------------------
+def _certificate(subject: str, key, issuer_cert=None, issuer_key=None, ca=False, server=False):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(name)
+               .issuer_name(issuer_cert.subject if issuer_cert else name)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if server:
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+    return builder.sign(issuer_key or key, hashes.SHA256())
+
+
+def make_pki(folder: Path) -> Path:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate("brainwave test CA", ca_key, ca=True)
+    files = {}
+    for role in ("server", "client"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _certificate(role, key, ca, ca_key, server=role == "server")
+        files[f"{role}.crt"] = cert.public_bytes(serialization.Encoding.PEM)
+        files[f"{role}.key"] = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption())
+    files["ca.crt"] = ca.public_bytes(serialization.Encoding.PEM)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder
