@@ -1,13 +1,6 @@
 """register -> models list/show -> deploy NAME:VERSION -> score, as a user runs them."""
-import subprocess
-import sys
-import time
-
-import grpc
-
 from brainwave.client import PredictionClient
-from tests.support import free_port, skimage_image, small_pipeline_zip
-from tests.serving.test_cli import run_cli
+from tests.support import run_cli, serve_process, skimage_image, small_pipeline_zip
 
 
 def test_register_list_show_deploy_delete(tmp_path):
@@ -22,25 +15,10 @@ def test_register_list_show_deploy_delete(tmp_path):
     shown = run_cli("models", "show", "cat", "--registry", str(registry))
     assert "build=1" in shown.stdout and "build=2" in shown.stdout
 
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "brainwave.cli", "deploy", "cat:1", "--registry", str(registry),
-                               "--host", "127.0.0.1", "--port", str(port), "--backend", "float"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        with PredictionClient(f"127.0.0.1:{port}", max_retries=0) as client:
-            while True:
-                assert server.poll() is None, server.stdout.read()
-                try:
-                    client.score_image(skimage_image("chelsea.png"))
-                    break
-                except grpc.RpcError:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.5)
+    with serve_process("deploy", "cat:1", "--registry", str(registry), "--backend", "float") as (_, address):
+        with PredictionClient(address) as client:
+            client.score_image(skimage_image("chelsea.png"))
             assert client.last_model_spec.name == "cat" and client.last_model_spec.version.value == 1
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
 
     deleted = run_cli("models", "delete", "cat", "--version", "1", "--registry", str(registry))
     assert deleted.returncode == 0 and "deleted cat version(s) 1" in deleted.stderr

@@ -1,47 +1,19 @@
 """The user's commands as processes: `brainwave serve` in one, `brainwave score` in another, SIGTERM to stop."""
 import json
 import signal
-import subprocess
-import sys
-import time
 
-import grpc
 import numpy as np
 import pytest
 
-from tests.support import free_port, skimage_image
+from tests.support import run_cli, serve_process, skimage_image
 
 
 
 
 @pytest.fixture(scope="module")
 def served_process(resnet50_zip):
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "brainwave.cli", "serve", str(resnet50_zip), "--host", "127.0.0.1", "--port", str(port),
-         "--backend", "float", "--name", "resnet50"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    address = f"127.0.0.1:{port}"
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    deadline = time.monotonic() + 300
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            assert process.poll() is None, process.stdout.read()
-            try:
-                stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                break
-            except grpc.RpcError:
-                assert time.monotonic() < deadline, "server never became healthy"
-                time.sleep(0.5)
-    yield process, address
-    if process.poll() is None:
-        process.kill()
-
-
-def run_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "brainwave.cli", *args], capture_output=True, text=True, timeout=300)
+    with serve_process("serve", str(resnet50_zip), "--backend", "float", "--name", "resnet50") as served:
+        yield served
 
 
 def test_score_prints_json_top_k_that_matches_the_pipeline(served_process, resnet50_pipeline, tmp_path):

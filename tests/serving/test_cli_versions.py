@@ -1,14 +1,8 @@
 """The version-management commands against a `brainwave serve --base-path` process."""
-import subprocess
-import sys
-import time
-
-import grpc
 import pytest
 
 from brainwave.client import PredictionClient
-from tests.support import free_port, skimage_image, small_pipeline_zip
-from tests.serving.test_cli import run_cli
+from tests.support import run_cli, serve_process, skimage_image, small_pipeline_zip
 
 
 @pytest.fixture(scope="module")
@@ -16,28 +10,9 @@ def versioned_process(tmp_path_factory):
     base = tmp_path_factory.mktemp("cli-versions")
     for version in (1, 2, 3):
         small_pipeline_zip(base / str(version) / "model.zip", seed=version)
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "brainwave.cli", "serve", "--base-path", str(base), "--versions", "1,2",
-         "--label", "stable=1", "--name", "small", "--host", "127.0.0.1", "--port", str(port), "--backend", "float",
-         "--admin-without-keys"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    address = f"127.0.0.1:{port}"
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    deadline = time.monotonic() + 300
-    with grpc.insecure_channel(address) as channel:
-        while True:
-            assert process.poll() is None, process.stdout.read()
-            try:
-                health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-                break
-            except grpc.RpcError:
-                assert time.monotonic() < deadline
-                time.sleep(0.5)
-    yield address, base
-    process.terminate()
-    process.wait(timeout=60)
+    with serve_process("serve", "--base-path", str(base), "--versions", "1,2", "--label", "stable=1", "--name",
+                       "small", "--backend", "float", "--admin-without-keys") as (_, address):
+        yield address, base
 
 
 def version_answering(address):

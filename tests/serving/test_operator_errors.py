@@ -6,15 +6,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import grpc
 import pytest
 
 from brainwave.serving.servables import ServableManager
-from tests.serving.test_cli import run_cli
-from tests.support import free_port, skimage_image, small_pipeline_zip, start_server
+from tests.support import free_port, run_cli, serve_process, skimage_image, small_pipeline_zip, start_server
 
 NOISE = ("Traceback", "oneDNN", "absl::InitializeLog", "cpu_feature_guard", "libpng warning")
 
@@ -118,27 +115,14 @@ def test_serve_from_a_registry_base_path_and_quiet_output(tmp_path, small_zip):
     iCCP warning (chelsea.png carries an iCCP profile) stay out of the output."""
     registry = tmp_path / "registry"
     assert run_cli("register", str(small_zip), "--name", "cat", "--registry", str(registry)).returncode == 0
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "brainwave.cli", "serve", "--base-path", "registry:cat", "--registry", str(registry),
-         "--host", "127.0.0.1", "--port", str(port), "--backend", "float"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        from brainwave.client import PredictionClient
+    from brainwave.client import PredictionClient
 
-        deadline = time.monotonic() + 120
-        with PredictionClient(f"127.0.0.1:{port}", max_retries=0) as client:
-            while True:
-                assert process.poll() is None, process.stdout.read()
-                try:
-                    for _ in range(3):
-                        client.score_image(skimage_image("chelsea.png"))
-                    break
-                except grpc.RpcError:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.5)
+    with serve_process("serve", "--base-path", "registry:cat", "--registry", str(registry), "--backend",
+                       "float") as (process, address):
+        with PredictionClient(address) as client:
+            for _ in range(3):
+                client.score_image(skimage_image("chelsea.png"))
             assert client.last_model_spec.name == "cat"
-    finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output

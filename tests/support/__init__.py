@@ -1,15 +1,21 @@
 """Helpers shared by the test modules (import them from here; conftest.py only holds fixtures)."""
 from __future__ import annotations
 
-import functools
+import contextlib
 import datetime
+import functools
 import importlib.util
 import io
 import ipaddress
+import signal
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Iterator
 
+import grpc
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,6 +89,45 @@ def assert_same_bits(got: np.ndarray, want: np.ndarray, what: str = "") -> None:
     bad = np.flatnonzero(a != b)
     assert bad.size == 0, (f"{what}: {bad.size}/{a.size} floats differ; first at {bad[0]}: "
                            f"0x{a[bad[0]]:08x} ({got.reshape(-1)[bad[0]]!r}) vs 0x{b[bad[0]]:08x} ({want.reshape(-1)[bad[0]]!r})")
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`brainwave ARGS` as a user runs it, output captured."""
+    return subprocess.run([sys.executable, "-m", "brainwave.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@contextlib.contextmanager
+def serve_process(*args: str, timeout: float = 300) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`brainwave ARGS --host 127.0.0.1 --port P` (ARGS: "serve" or "deploy" and its options) as its own process,
+    yielded with its address once its health service answers; SIGTERM on exit (kill if it does not stop)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "brainwave.cli", *args, "--host", "127.0.0.1", "--port",
+                                str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(address) as channel:
+            check = health_pb2_grpc.HealthStub(channel).Check
+            while True:
+                assert process.poll() is None, process.stdout.read()
+                try:
+                    if check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.RpcError:
+                    pass
+                assert time.monotonic() < deadline, f"brainwave {args[0]} never became healthy"
+                time.sleep(0.3)
+        yield process, address
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 class RunningServer:
