@@ -15,7 +15,11 @@ from brainwave.errors import BrainwaveError
 
 _ENTRY_MODULES = (
     "brainwave.models.resnet50",
+    "brainwave.models.resnet152",
+    "brainwave.models.vgg16",
     "brainwave.models.efficientnet_lite0",
+    "brainwave.models.efficientnet_lite1",
+    "brainwave.models.efficientnet_lite2",
 )
 
 
@@ -24,15 +28,26 @@ class UnknownFeaturizerError(BrainwaveError, LookupError):
 
 
 @dataclass(frozen=True)
+class FeaturizerOutput:
+    """One output of a featurizer with several (a detector's heads): the tensor name a `brainwave` stage
+    exposes it under, and its dims per image (without the batch axis)."""
+
+    name: str
+    dims: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class FeaturizerSpec:
     model_ref: str
     versions: tuple[str, ...]
     description: str
     input_shape: tuple[int, int, int]  # H, W, C of the preprocessed image the featurizer reads
-    output_dims: tuple[int, ...]  # per image, without the batch dimension
-    # builder(weights_path or None, seed) -> keras.Model mapping (1, *input_shape) -> (1, *output_dims)
+    output_dims: tuple[int, ...]  # per image, without the batch dimension (of the first output, if several)
+    # builder(weights_path or None, seed) -> keras.Model mapping (1, *input_shape) -> (1, *output_dims), or
+    # to one tensor per entry of `outputs`, in that order
     builder: Callable = field(repr=False)
     weights_note: str = "deterministic from seed"
+    outputs: tuple[FeaturizerOutput, ...] = ()  # several named outputs; () for the usual one
 
     def accepts(self, version: str | None) -> bool:
         return version is None or version in self.versions
