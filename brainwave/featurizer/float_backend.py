@@ -18,8 +18,10 @@ class FloatBackend:
             reduce_retracing=True,
         )
 
-    def run(self, image: np.ndarray) -> np.ndarray:
-        return self._forward(tf.convert_to_tensor(image, tf.float32)).numpy()
+    def run(self, image: np.ndarray) -> "np.ndarray | list[np.ndarray]":
+        """The output, or a list of them for a model with several (a detector's heads), in the model's order."""
+        out = self._forward(tf.convert_to_tensor(image, tf.float32))
+        return [t.numpy() for t in out] if isinstance(out, (list, tuple)) else out.numpy()
 
     def close(self) -> None:
         self._forward = None

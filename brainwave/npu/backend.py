@@ -34,11 +34,15 @@ class NpuBackend:
         executor.load(program)
         self._closed = False
 
-    def run(self, image: np.ndarray) -> np.ndarray:
+    def run(self, image: np.ndarray) -> "np.ndarray | list[np.ndarray]":
+        """The output, or for a program with several (isa.Program.outputs) one (1, H, W, C) array each."""
         if self._closed:
             raise BackendError(f"the {self.name} backend is closed")
         x = batch1_input(image, self.program.input_shape)
-        return self.executor.run(self.program, x).reshape((1, *self.output_dims))
+        y = self.executor.run(self.program, x)
+        if self.program.outputs:
+            return self.program.split(y)
+        return y.reshape((1, *self.output_dims))
 
     def close(self) -> None:
         if not self._closed:

@@ -165,6 +165,22 @@ class Instruction:
 
 
 
+@dataclass(frozen=True)
+class OutputSlice:
+    """One of several named outputs of a program (docs/isa.md "Several outputs"): the program's single output
+    tensor is their concatenation, flattened, and this one is its elements [start, start + size), shaped
+    `shape` (H, W, C). Host metadata, not part of the program bytes."""
+
+    name: str
+    shape: tuple[int, int, int]
+    start: int
+
+    @property
+    def size(self) -> int:
+        h, w, c = self.shape
+        return h * w * c
+
+
 def decode_header(program: bytes | memoryview) -> dict[str, int]:
     """The 64-byte header's fields by name (HEADER_FIELDS): the one place header words are read by position."""
     if len(program) < HEADER_WORDS * 4:
@@ -187,6 +203,23 @@ class Program:
     output_offset: int
     output_shape: tuple[int, int, int]
     isa_version: int = ISA_VERSION
+    outputs: tuple[OutputSlice, ...] = ()  # several named outputs packed in the one output tensor, or ()
+
+    def __post_init__(self) -> None:
+        h, w, c = self.output_shape
+        for o in self.outputs:
+            if o.start < 0 or o.start + o.size > h * w * c:
+                raise ProgramError(Status.BAD_FIELD, f"output {o.name!r} ({o.shape} at element {o.start}) lies "
+                                   f"outside the program's output tensor {self.output_shape}")
+
+    def split(self, y) -> list:
+        """The named outputs (as `outputs` orders them) of an output `y` of this program: views shaped
+        (1, H, W, C) when `y` has its batch axis, else (H, W, C); [y] for a program with one output."""
+        if not self.outputs:
+            return [y]
+        batched = y.ndim == 4
+        flat = y.reshape(-1)
+        return [flat[o.start:o.start + o.size].reshape((1, *o.shape) if batched else o.shape) for o in self.outputs]
 
     def header_words(self) -> list[int]:
         values = dict(
@@ -205,7 +238,8 @@ class Program:
         return struct.pack(f"<{len(words)}I", *words)
 
     @classmethod
-    def from_bytes(cls, program: bytes, weights: bytes, names: list[str] | None = None) -> "Program":
+    def from_bytes(cls, program: bytes, weights: bytes, names: list[str] | None = None,
+                   outputs: tuple[OutputSlice, ...] = ()) -> "Program":
         """Decode blobs; checks the framing (magic, version, sizes) so a truncated file is an error here."""
         program = bytes(program)
         h = decode_header(program)
@@ -229,7 +263,7 @@ class Program:
                  for i in range(n)]
         return cls(insns, bytes(weights), h["arena_words"], h["input_offset"],
                    (h["input_h"], h["input_w"], h["input_c"]), h["output_offset"],
-                   (h["output_h"], h["output_w"], h["output_c"]))
+                   (h["output_h"], h["output_w"], h["output_c"]), outputs=tuple(outputs))
 
     @functools.cached_property
     def digest(self) -> str:
@@ -238,7 +272,8 @@ class Program:
         h.update(self.weights)
         return h.hexdigest()
 
-    # --- files: one zip holding program.bin, weights.bin (what the HLS test bench reads) and layers.json
+    # --- files: one zip holding program.bin, weights.bin (what the HLS test bench reads), layers.json and, for a
+    # program with several outputs, outputs.json
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         tmp = path.with_name(path.name + ".partial")
@@ -246,14 +281,20 @@ class Program:
             z.writestr("program.bin", self.program_bytes())
             z.writestr("weights.bin", self.weights)
             z.writestr("layers.json", json.dumps([i.name for i in self.instructions]))
+            if self.outputs:
+                z.writestr("outputs.json", json.dumps([{"name": o.name, "shape": list(o.shape), "start": o.start}
+                                                       for o in self.outputs]))
         tmp.replace(path)  # never a half-written program under the real name
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> "Program":
         with zipfile.ZipFile(path) as z:
-            names = json.loads(z.read("layers.json")) if "layers.json" in z.namelist() else None
-            return cls.from_bytes(z.read("program.bin"), z.read("weights.bin"), names)
+            members = z.namelist()
+            names = json.loads(z.read("layers.json")) if "layers.json" in members else None
+            outputs = json.loads(z.read("outputs.json")) if "outputs.json" in members else []
+            return cls.from_bytes(z.read("program.bin"), z.read("weights.bin"), names,
+                                  tuple(OutputSlice(o["name"], tuple(o["shape"]), o["start"]) for o in outputs))
 
 
 
@@ -311,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         prog = Program.load(args.dump)
         print(f"ISA v{prog.isa_version}: {len(prog.instructions)} instructions, arena {prog.arena_words} floats, "
               f"weights {len(prog.weights)} bytes, input {prog.input_shape} output {prog.output_shape}")
+        for o in prog.outputs:
+            print(f"output {o.name}: {o.shape} at element {o.start} of the output tensor")
         for i, d in enumerate(prog.instructions):
             print(f"{i:4d} {d.op.name if isinstance(d.op, Opcode) else d.opcode:<15} {str(d.in_shape):>16} -> "
                   f"{str(d.out_shape):<16} {d.name}")

@@ -9,6 +9,11 @@ A `brainwave` stage names a catalog featurizer (`model_ref`) or brings its own n
 model.zip (`model_path`: an ONNX `.onnx` or Keras `.keras` file). An `onnx` stage runs an ONNX model on the CPU
 through onnxruntime, like a `tensorflow` stage.
 
+Several outputs (a detector's heads): a featurizer with several outputs (`ssd-vgg`) passes them all to the next
+stage, whose `input_tensor` is then a list taking them in order; a `tensorflow` stage's `output_tensor` may be a
+list too, and a `brainwave` stage may list its featurizer's output names in `output_tensor` (checked at load).
+The last stage's outputs are what Predict returns, keyed by tensor name when there are several.
+
 Parsing is strict: unknown fields and wrong types are errors naming the stage index and the field, so a
 typo fails at `brainwave package` time instead of at serve time.
 """
@@ -41,17 +46,32 @@ def _check_member_path(value: str, where: str) -> str:
     return str(path)
 
 
+def _tensor_names(value: Any, where: str, check) -> None:
+    """A tensor name, or (several inputs or outputs) a non-empty list of distinct ones, each passing `check`."""
+    names = value if isinstance(value, list) else [value]
+    if not names or len(set(map(str, names))) != len(names) or not all(isinstance(n, str) for n in names):
+        raise DefinitionError(f"{where} must be a tensor name or a non-empty list of distinct names, got {brief(value)}")
+    for name in names:
+        if not check(name):
+            raise DefinitionError(f"{where} is not a tensor name like 'input:0': {brief(name)}")
+
+
+def names_of(value: "str | list[str] | None") -> list[str]:
+    """A stage field that holds one tensor name or a list of them, as a list."""
+    return [] if value is None else list(value) if isinstance(value, list) else [value]
+
+
 @dataclass
 class TensorflowStage:
     """A TensorFlow graph run on the CPU: a frozen GraphDef `.pb` (TF1 or TF2) or a SavedModel directory.
 
     For a SavedModel, `input_tensor` / `output_tensor` name tensors of its `serving_default` signature
-    (either the signature keys or the graph tensor names).
+    (either the signature keys or the graph tensor names). Either may be a list (several inputs or outputs).
     """
 
     model_path: str
-    input_tensor: str
-    output_tensor: str
+    input_tensor: str | list[str]
+    output_tensor: str | list[str]
     # Where `save` reads the graph from (a .pb file or a SavedModel directory); None for loaded definitions.
     source: Path | None = field(default=None, compare=False, repr=False)
     type: ClassVar[str] = "tensorflow"
@@ -83,12 +103,11 @@ class TensorflowStage:
 
     @classmethod
     def from_json(cls, data: dict, index: int) -> "TensorflowStage":
-        values = _take_fields(data, index, cls._fields, ())
+        values = _take_fields(data, index, cls._fields, (), lists=("input_tensor", "output_tensor"))
         where = f"stage {index}"
         _check_member_path(values["model_path"], f"{where}: field 'model_path'")
         for name in ("input_tensor", "output_tensor"):
-            if not _TENSOR_NAME.match(values[name]):
-                raise DefinitionError(f"{where}: field {name!r} is not a tensor name like 'input:0': {brief(values[name])}")
+            _tensor_names(values[name], f"{where}: field {name!r}", _TENSOR_NAME.match)
         return cls(**values)
 
 
@@ -99,7 +118,8 @@ class BrainwaveStage:
 
     model_ref: str | None = None
     model_version: str | None = None
-    output_tensor_dims: list[int] | None = None
+    output_tensor_dims: list[int] | list[list[int]] | None = None  # a list per output when it has several
+    output_tensor: list[str] | None = None  # the featurizer's output names, when it has several
     # Optional weights file inside model.zip; without it the catalog's own weights are used.
     weights_path: str | None = None
     weights_source: Path | None = field(default=None, compare=False, repr=False)
@@ -108,8 +128,8 @@ class BrainwaveStage:
     source: Path | None = field(default=None, compare=False, repr=False)
     type: ClassVar[str] = "brainwave"
     _required: ClassVar[tuple[str, ...]] = ()
-    _optional: ClassVar[tuple[str, ...]] = ("model_ref", "model_version", "output_tensor_dims", "weights_path",
-                                            "model_path")
+    _optional: ClassVar[tuple[str, ...]] = ("model_ref", "model_version", "output_tensor_dims", "output_tensor",
+                                            "weights_path", "model_path")
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"model_ref": self.model_ref} if self.model_ref is not None else \
@@ -118,6 +138,8 @@ class BrainwaveStage:
             data["model_version"] = self.model_version
         if self.output_tensor_dims is not None:
             data["output_tensor_dims"] = list(self.output_tensor_dims)
+        if self.output_tensor is not None:
+            data["output_tensor"] = list(self.output_tensor)
         if self.weights_path is not None:
             data["weights_path"] = self.weights_path
         data["type"] = self.type
@@ -129,7 +151,7 @@ class BrainwaveStage:
 
     @classmethod
     def from_json(cls, data: dict, index: int) -> "BrainwaveStage":
-        values = _take_fields(data, index, cls._required, cls._optional)
+        values = _take_fields(data, index, cls._required, cls._optional, lists=("output_tensor",))
         where = f"stage {index}"
         if ("model_ref" in values) == ("model_path" in values):
             raise DefinitionError(f"{where}: a brainwave stage needs exactly one of 'model_ref' (a catalog "
@@ -144,8 +166,15 @@ class BrainwaveStage:
                                       "model_path file carries its own weights")
         dims = values.get("output_tensor_dims")
         if dims is not None:
-            if not isinstance(dims, list) or not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
-                raise DefinitionError(f"{where}: field 'output_tensor_dims' must be a non-empty list of positive integers, got {brief(dims)}")
+            lists = dims if isinstance(dims, list) and dims and all(isinstance(d, list) for d in dims) else [dims]
+            if not all(_positive_ints(d) for d in lists):
+                raise DefinitionError(f"{where}: field 'output_tensor_dims' must be a non-empty list of positive "
+                                      f"integers (a list of them per output), got {brief(dims)}")
+        if "output_tensor" in values:
+            if not isinstance(values["output_tensor"], list):
+                raise DefinitionError(f"{where}: field 'output_tensor' lists the featurizer's output names, got "
+                                      f"{brief(values['output_tensor'])}")
+            _tensor_names(values["output_tensor"], f"{where}: field 'output_tensor'", _TENSOR_NAME.match)
         if values.get("weights_path") is not None:
             _check_member_path(values["weights_path"], f"{where}: field 'weights_path'")
         return cls(**values)
@@ -189,7 +218,15 @@ Stage = Union[TensorflowStage, BrainwaveStage, OnnxStage]
 _STAGE_TYPES: dict[str, type] = {"brainwave": BrainwaveStage, "tensorflow": TensorflowStage, "onnx": OnnxStage}
 
 
-def _take_fields(data: dict, index: int, required: tuple[str, ...], optional: tuple[str, ...]) -> dict[str, Any]:
+def _positive_ints(dims: Any) -> bool:
+    return isinstance(dims, list) and bool(dims) and all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                                                         for d in dims)
+
+
+def _take_fields(data: dict, index: int, required: tuple[str, ...], optional: tuple[str, ...],
+                 lists: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The stage's fields, every one a string except output_tensor_dims and the fields in `lists` (a string or
+    a list of strings, checked by the caller)."""
     where = f"stage {index}"
     unknown = sorted(set(data) - set(required) - set(optional) - {"type"})
     if unknown:
@@ -204,7 +241,7 @@ def _take_fields(data: dict, index: int, required: tuple[str, ...], optional: tu
         if data.get(name) is not None:
             values[name] = data[name]
     for name, value in values.items():
-        if name != "output_tensor_dims" and not isinstance(value, str):
+        if name != "output_tensor_dims" and not isinstance(value, str) and not (name in lists and isinstance(value, list)):
             raise DefinitionError(f"{where}: field {name!r} must be a string, got {type(value).__name__}")
     return values
 

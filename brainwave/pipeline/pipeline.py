@@ -25,8 +25,12 @@ DEFAULT_MAX_ITEMS = 64  # batch-1 items one request may carry
 
 @dataclass(frozen=True)
 class RunResult:
-    output: np.ndarray
+    output: "np.ndarray | dict[str, np.ndarray]"  # by tensor name when the last stage has several outputs
     stage_seconds: tuple[float, ...]
+
+    def first(self) -> np.ndarray:
+        """The output, or the first of several (what a mirrored comparison's top-1 reads)."""
+        return next(iter(self.output.values())) if isinstance(self.output, dict) else self.output
 
 
 class Pipeline:
@@ -45,12 +49,19 @@ class Pipeline:
         except BaseException:
             self.close()
             raise
+        try:
+            _check_links(self.stages)
+        except BaseException:
+            self.close()
+            raise
         first, last = self.stages[0], self.stages[-1]
         self.input_dtype, self.input_shape = first.input_dtype, first.input_shape
         # What GetModelMetadata reports: declared by the graphs, batch axis left open.
         self.output_dtype = last.output_dtype
-        self.output_shape = last.output_shape if last.output_shape.rank is None else \
-            tf.TensorShape([None, *last.output_shape.as_list()[1:]])
+        self.output_shape = _open_batch(last.output_shape)
+        # Several outputs (the last stage's, by tensor name): [(name, dtype, shape)]; [] for the usual one.
+        self.outputs = [(name, dtype, _open_batch(shape)) for name, (dtype, shape)
+                        in zip(_output_names(last), last.outputs)] if len(_output_names(last)) > 1 else []
         self.stage_labels = tuple(s.label for s in self.stages)
         self.warmup_inputs: list = []
 
@@ -133,10 +144,9 @@ class Pipeline:
             begin = time.perf_counter()
             value = stage.run(value)
             seconds.append(time.perf_counter() - begin)
-        output = np.asarray(value)
-        if output.ndim == 0 or output.shape[0] != 1:
-            output = output.reshape((1, *output.shape))
-        return RunResult(output, tuple(seconds))
+        if isinstance(value, dict):
+            return RunResult({name: _batch_of_one(v) for name, v in value.items()}, tuple(seconds))
+        return RunResult(_batch_of_one(value), tuple(seconds))
 
     # --- warm-up -----------------------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -187,7 +197,40 @@ def _load_stage(stage, root: Path, index: int, backend: str, backend_options: di
 
 
 def _fully_defined_numeric(stage) -> bool:
-    return stage.input_dtype != tf.string and stage.input_shape.is_fully_defined()
+    return _input_count(stage) == 1 and stage.input_dtype != tf.string and stage.input_shape.is_fully_defined()
+
+
+def _output_names(stage) -> list[str]:
+    """The names of a stage's outputs when it has several (a TF stage names even its one output)."""
+    return list(getattr(stage, "output_names", []))
+
+
+def _input_count(stage) -> int:
+    return len(getattr(stage, "input_names", [None]))
+
+
+def _output_count(stage) -> int:
+    return max(1, len(_output_names(stage)))
+
+
+def _check_links(stages: list) -> None:
+    """Each stage takes as many inputs as the one before it gives outputs; the first takes one."""
+    if _input_count(stages[0]) != 1:
+        raise ModelLoadError(f"{stages[0].label} takes {_input_count(stages[0])} inputs; the first stage takes the "
+                             "request's one input")
+    for before, after in zip(stages, stages[1:]):
+        if _output_count(before) != _input_count(after):
+            raise ModelLoadError(f"{after.label} takes {_input_count(after)} inputs but {before.label} gives "
+                                 f"{_output_count(before)} outputs")
+
+
+def _open_batch(shape: tf.TensorShape) -> tf.TensorShape:
+    return shape if shape.rank is None else tf.TensorShape([None, *shape.as_list()[1:]])
+
+
+def _batch_of_one(value) -> np.ndarray:
+    output = np.asarray(value)
+    return output if output.ndim and output.shape[0] == 1 else output.reshape((1, *output.shape))
 
 
 def _as_bytes(item) -> bytes:

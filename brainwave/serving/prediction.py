@@ -3,7 +3,10 @@
 Signature of every pipeline (what GetModelMetadata reports and Predict checks):
     serving_default: inputs {"images": <stage-0 input>}  ->  outputs {"output_alias": <last stage output>}
 The input may also be named by the first stage's tensor name (e.g. "in_images:0"), and an output_filter may
-name the last stage's output tensor, as Brainwave's clients did.
+name the last stage's output tensor, as Brainwave's clients did. A last stage with several outputs (a
+detector's) gives one signature output per tensor, keyed by its name ("ssd_300_vgg/block4_box/Reshape:0", as
+Azure's SSD-VGG service did); output_filter picks among them (with or without ":0"), and without it Predict
+returns them all.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import numpy as np
 
 from brainwave.errors import CancelledError, InvalidInputError, brief, clip
 from brainwave.featurizer.backend import BackendError
-from brainwave.pipeline.definition import TensorflowStage
+from brainwave.pipeline.definition import TensorflowStage, names_of
 from brainwave.protocol.api import SIGNATURE_DEF_MAP_URL, api
 from brainwave.protocol.tensors import numpy_dtype_name, numpy_to_tensor, tensor_to_numpy
 from brainwave.serving.limits import PixelBudget, RequestLimits
@@ -133,6 +136,9 @@ class PredictionHandlers:
                 servable.stats.record(time.perf_counter() - start, ok)
         if lease.routed:
             self._maybe_mirror(name, servable, items, outputs)
+        if isinstance(outputs[0], dict):  # several outputs: `keys` maps each requested key to its tensor
+            return Prediction(servable, {key: np.concatenate([o[tensor] for o in outputs], axis=0)
+                                         for key, tensor in keys.items()})
         stacked = np.concatenate(outputs, axis=0)
         return Prediction(servable, {key: stacked for key in keys})
 
@@ -192,8 +198,9 @@ class PredictionHandlers:
             canary = self.manager.canary(name)
             canary_side = served if canary and served.version == canary.version else peer
             for item, output in zip(items, outputs):
-                other = peer.pipeline.run(item).output
-                canary_side.stats.record_mirror(int(np.argmax(output)) == int(np.argmax(other)))
+                other = peer.pipeline.run(item).first()
+                mine = next(iter(output.values())) if isinstance(output, dict) else output
+                canary_side.stats.record_mirror(int(np.argmax(mine)) == int(np.argmax(other)))
         except Exception as exc:  # noqa: BLE001 - a failed comparison must never affect serving
             log.warning("mirrored comparison on %s v%d failed: %s: %s", name, peer.version, type(exc).__name__,
                         clip(str(exc)))
@@ -206,7 +213,8 @@ class PredictionHandlers:
         names = {INPUT_ALIAS}
         first = pipeline.definition.pipeline[0]
         if isinstance(first, TensorflowStage):
-            names |= {first.input_tensor, first.input_tensor.split(":")[0]}
+            tensor = names_of(first.input_tensor)[0]
+            names |= {tensor, tensor.split(":")[0]}
         return names
 
     def _single_input(self, inputs: Mapping, pipeline) -> str:
@@ -225,9 +233,13 @@ class PredictionHandlers:
         return alias
 
     @staticmethod
-    def _output_keys(output_filter: Sequence[str], pipeline) -> list[str]:
+    def _output_keys(output_filter: Sequence[str], pipeline) -> "list[str] | dict[str, str]":
+        """The response's keys: for one output a list (each names the same tensor), for several a dict from
+        each key to the tensor name it selects."""
+        if pipeline.outputs:
+            return _named_output_keys(output_filter, [name for name, _, _ in pipeline.outputs])
         last = pipeline.definition.pipeline[-1]
-        tensor_name = last.output_tensor if isinstance(last, TensorflowStage) else None
+        tensor_name = names_of(last.output_tensor)[0] if isinstance(last, TensorflowStage) else None
         wanted = list(output_filter) or [OUTPUT_ALIAS]
         allowed = {OUTPUT_ALIAS} | ({tensor_name, tensor_name.split(":")[0]} if tensor_name else set())
         for key in wanted:
@@ -266,22 +278,45 @@ class PredictionHandlers:
         return handler
 
 
+def _named_output_keys(output_filter: Sequence[str], names: list[str]) -> dict[str, str]:
+    by_key = {**{name.split(":")[0]: name for name in names}, **{name: name for name in names}}
+    wanted = list(output_filter) or names
+    for key in wanted:
+        if key not in by_key:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"output tensor alias not found in signature: {clip(key, 80)} Outputs expected to be in "
+                               f"the set {{{clip(','.join(names), 400)}}}.")
+    if len({by_key[key] for key in wanted}) != len(wanted):
+        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"output_filter names an output more than once: "
+                                                             f"{brief(wanted)}")
+    return {key: by_key[key] for key in wanted}
+
+
 def signature_def(pipeline):
     signature = api().SignatureDef()
     signature.method_name = PREDICT_METHOD
     first, last = pipeline.definition.pipeline[0], pipeline.definition.pipeline[-1]
     inp = signature.inputs[INPUT_ALIAS]
-    inp.name = first.input_tensor if isinstance(first, TensorflowStage) else INPUT_ALIAS
+    inp.name = names_of(first.input_tensor)[0] if isinstance(first, TensorflowStage) else INPUT_ALIAS
     inp.dtype = api().DataType["DT_STRING" if pipeline.takes_images else numpy_dtype_name(pipeline.input_dtype.as_numpy_dtype)]
     _fill_shape(inp.tensor_shape, [-1] if pipeline.takes_images else pipeline.input_shape.as_list())
-    out = signature.outputs[OUTPUT_ALIAS]
-    out.name = last.output_tensor if isinstance(last, TensorflowStage) else OUTPUT_ALIAS
-    out.dtype = api().DataType[numpy_dtype_name(pipeline.output_dtype.as_numpy_dtype)]
-    if pipeline.output_shape.rank is None:
-        out.tensor_shape.unknown_rank = True
-    else:
-        _fill_shape(out.tensor_shape, pipeline.output_shape.as_list())
+    if pipeline.outputs:
+        for name, dtype, shape in pipeline.outputs:
+            _fill_tensor_info(signature.outputs[name], name, dtype, shape)
+        return signature
+    _fill_tensor_info(signature.outputs[OUTPUT_ALIAS],
+                      names_of(last.output_tensor)[0] if isinstance(last, TensorflowStage) else OUTPUT_ALIAS,
+                      pipeline.output_dtype, pipeline.output_shape)
     return signature
+
+
+def _fill_tensor_info(info, name: str, dtype, shape) -> None:
+    info.name = name
+    info.dtype = api().DataType[numpy_dtype_name(dtype.as_numpy_dtype)]
+    if shape.rank is None:
+        info.tensor_shape.unknown_rank = True
+    else:
+        _fill_shape(info.tensor_shape, shape.as_list())
 
 
 def _fill_shape(shape_proto, dims) -> None:
