@@ -27,9 +27,8 @@
  *
  * Build the C model with -O2 -ffp-contract=off and without -ffast-math: no FMA contraction, no reassociation.
  */
-#include <string.h>
-
 #include "hls_compat.h"
+#include "npu_format.h" /* the format's facts the native executor shares: validation, precisions, packing, chunks */
 #include "npu_kernel.h"
 
 namespace {
@@ -49,7 +48,7 @@ constexpr int KWIDE = (KMAX > 2 * KD ? KMAX : 2 * KD) < ACCW ? (KMAX > 2 * KD ? 
                                                /* the widest K: bfp16 packed, or bfp20 with split cascades */
 constexpr u32 LB_BLOCKS = NPU_LB_BLOCKS;       /* line buffer, 16-lane blocks */
 constexpr u32 WB_BLOCKS = NPU_WB_BLOCKS;       /* one weight-tile bank, 16-lane blocks (bfp16 size) */
-constexpr int BEAT_BYTES = 16;                 /* 128-bit weight beats */
+constexpr int BEAT_BYTES = BW_BEAT_BYTES;      /* 128-bit weight beats */
 constexpr int PACK_SHIFT = 19;                 /* WP486-style packing: two weights 2^19 apart in one 27-bit operand */
 constexpr int VW = NPU_PORT_BITS / 32;         /* floats per port beat */
 constexpr int POOL_LANES = NPU_POOL_LANES;     /* channels a pool combines per cycle */
@@ -62,21 +61,6 @@ typedef ap_uint<128> beat_t;
 #define NPU_BUFFER static thread_local /* C-sim: off the stack; one copy per calling thread (re-entrant library) */
 #endif
 
-inline u32 f2u(float f) {
-    u32 u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-inline float u2f(u32 u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-/* 2^k as a float32 for k in [-126, 127] (built from the bits: exact). */
-inline float pow2f(int k) { return u2f((u32)(k + 127) << 23); }
-
 /* The chunk partial (float)isum * 2^k: one int->float conversion (round to nearest even past 2^24, bfp20 only)
  * and an exponent add. docs/numerics.md "Why the exponent is clamped": a non-zero partial is a normal float in
  * [2^-124, 2^107), so adding k to the exponent field is exact; isum == 0 gives +0.0. In hardware this is an
@@ -84,58 +68,21 @@ inline float pow2f(int k) { return u2f((u32)(k + 127) << 23); }
 inline float chunk_partial(int isum, int k) {
 #pragma HLS INLINE
     float f = (float)isum;
-    u32 u = f2u(f) + ((u32)k << 23);
-    return isum == 0 ? 0.0f : u2f(u);
+    u32 u = bw_f2u(f) + ((u32)k << 23);
+    return isum == 0 ? 0.0f : bw_u2f(u);
 }
 
-/* Every value an instruction writes goes through here: a NaN is stored as the canonical quiet NaN 0x7FC00000
- * (docs/numerics.md "Edge cases"). */
-inline float canon(float y) {
-#pragma HLS INLINE
-    return y != y ? u2f(0x7FC00000u) : y;
-}
-
-inline float activate(float y, u32 act) {
-#pragma HLS INLINE
-    if (act == BW_ACT_NONE) return y;
-    float r = y > 0.0f ? y : 0.0f;
-    if (act == BW_ACT_RELU6) r = r < 6.0f ? r : 6.0f;
-    return r;
-}
-
-inline int mantissa_bits(u32 prec) {
-#pragma HLS INLINE
-    return prec == BW_PREC_BFP12 ? BW_MBITS_BFP12 : (prec == BW_PREC_BFP20 ? BW_MBITS_BFP20 : BW_MBITS_BFP16);
-}
-
-inline int weight_mantissa_bits(u32 prec) {
-#pragma HLS INLINE
-    return prec == BW_PREC_BFP12 ? BW_WBITS_BFP12 : (prec == BW_PREC_BFP20 ? BW_WBITS_BFP20 : BW_WBITS_BFP16);
-}
-
-inline u32 block_bytes(u32 prec) {
-#pragma HLS INLINE
-    return prec == BW_PREC_BFP12 ? BW_BLOCK_BYTES_BFP12
-                                 : (prec == BW_PREC_BFP20 ? BW_BLOCK_BYTES_BFP20 : BW_BLOCK_BYTES_BFP16);
-}
-
-/* Byte `a` of the weights blob, or 0 past its end (a 128-bit beat may overhang the blob's last byte). */
-inline uint8_t wbyte(const uint8_t *weights, u64 a, u32 limit) { return a < limit ? weights[a] : 0; }
-
-/* One 128-bit beat of the weights blob starting at byte `a` (16-byte aligned in every caller). */
+/* One 128-bit beat of the weights blob starting at byte `a` (16-byte aligned in every caller; bytes past the
+ * blob's end read as 0). */
 beat_t read_beat(const uint8_t *weights, u64 a, u32 limit) {
 #pragma HLS INLINE
+    uint8_t by[BEAT_BYTES];
+#pragma HLS ARRAY_PARTITION variable = by complete
+    bw_read_beat(weights, a, limit, by);
     beat_t b = 0;
-    if (a + BEAT_BYTES <= limit) {
-        for (int i = 0; i < BEAT_BYTES; i++) {
+    for (int i = 0; i < BEAT_BYTES; i++) {
 #pragma HLS UNROLL
-            NPU_SET_RANGE(b, 8 * i + 7, 8 * i, weights[a + i]);
-        }
-    } else {
-        for (int i = 0; i < BEAT_BYTES; i++) {
-#pragma HLS UNROLL
-            NPU_SET_RANGE(b, 8 * i + 7, 8 * i, wbyte(weights, a + i, limit));
-        }
+        NPU_SET_RANGE(b, 8 * i + 7, 8 * i, by[i]);
     }
     return b;
 }
@@ -149,7 +96,8 @@ inline void beat_bytes(const beat_t &b, uint8_t out[BEAT_BYTES]) {
 }
 
 /* Quantizes one activation block x[0..15] (docs/numerics.md "Quantizing a block"). mbits = magnitude bits M.
- * Writes the mantissas, returns the shared exponent E. 16 lanes in parallel on the float32 bit patterns. */
+ * Writes the mantissas, returns the shared exponent E. 16 lanes in parallel on the float32 bit patterns (integer
+ * shifts for hardware; the native executor's kernels.h gets the same mantissas from a float32 scaling on SIMD). */
 int quantize_block(const float x[BW_BLOCK], int mbits, int16_t m[BW_BLOCK]) {
 #pragma HLS INLINE
     u32 mag[BW_BLOCK];
@@ -159,7 +107,7 @@ int quantize_block(const float x[BW_BLOCK], int mbits, int16_t m[BW_BLOCK]) {
     u32 amax = 0;
     for (int i = 0; i < BW_BLOCK; i++) {
 #pragma HLS UNROLL
-        u32 u = f2u(x[i]);
+        u32 u = bw_f2u(x[i]);
         u32 a = u & 0x7FFFFFFFu;
         if (a > 0x7F800000u) a = 0;                  /* NaN -> 0 */
         else if (a == 0x7F800000u) a = 0x7F7FFFFFu;  /* +-Inf -> +-FLT_MAX */
@@ -216,120 +164,14 @@ int quantize_block(const float x[BW_BLOCK], int mbits, int16_t m[BW_BLOCK]) {
     return E;
 }
 
-/* Mantissa of lane `l` of the packed weight block at `src` (docs/isa.md "Weights blob"): bfp16 int8 lanes,
- * bfp20 int16 little-endian lanes, bfp12 4-bit two's complement with lane 2j in the low nibble of byte j. */
-inline int weight_lane(const uint8_t *src, u32 prec, int l) {
-#pragma HLS INLINE
-    if (prec == BW_PREC_BFP16) return (int8_t)src[l];
-    if (prec == BW_PREC_BFP20) return (int16_t)(uint16_t)((u32)src[2 * l] | ((u32)src[2 * l + 1] << 8));
-    u32 byte = src[l >> 1];
-    u32 nib = (l & 1) ? (byte >> 4) : (byte & 0xFu);
-    return (int)(nib ^ 8u) - 8; /* sign-extend 4 bits */
-}
-
 /* ---------------------------------------------------------------------------------------------------- */
-/* Instruction fields and validation */
+/* Instruction fields */
 
-typedef bw_insn Insn; /* decoded by bw_decode_insn (npu_isa.h, generated from brainwave/npu/isa.py) */
+typedef bw_insn Insn; /* decoded by bw_decode_insn (npu_isa.h, generated from brainwave/npu/isa.py); checked before
+                       * anything runs by bw_check_insn (npu_format.h), the native executor's validator too */
 
-inline bool is_depthwise(const Insn &d) { return d.groups == d.in_c && d.out_c == d.in_c; }
-inline u32 ceil16(u32 c) { return (c + BW_BLOCK - 1) / BW_BLOCK; }
 inline u32 ceil_div(u32 a, u32 b) { return (a + b - 1) / b; }
 inline u32 umin(u32 a, u32 b) { return a < b ? a : b; }
-
-/* [offset, offset + h*w*c) inside [0, limit) */
-bool tensor_fits(u32 offset, u32 h, u32 w, u32 c, u32 limit) {
-    u64 n = (u64)h * (u64)w;
-    if (n > 0xFFFFFFFFull) return false;
-    n *= (u64)c;
-    return (u64)offset + n <= (u64)limit;
-}
-
-bool bytes_fit(u32 offset, u64 n, u32 limit) { return n <= 0xFFFFFFFFFFull && (u64)offset + n <= (u64)limit; }
-
-/* Number of weight blocks a CONV2D reads (docs/isa.md "Weights blob"). */
-u64 weight_blocks(const Insn &d) {
-    u64 taps = (u64)d.kh * d.kw;
-    return is_depthwise(d) ? taps * ceil16(d.in_c) : (u64)d.out_c * taps * ceil16(d.in_c / d.groups);
-}
-
-/* Weight exponents outside [BW_EXP_MIN, BW_EXP_MAX] would take the chunk scale out of float32's normal range;
- * such a program is refused. Runs after validate() (the bytes are in bounds), 16 exponents per 128-bit beat.
- * This is the per-call validation cost the interface forces today (docs/hardware.md "Validation at load"). */
-u32 check_weight_exponents(const Insn &d, const uint8_t *weights, u32 weights_bytes) {
-    if (d.op != BW_OP_CONV2D) return NPU_STATUS_OK;
-    const u64 first = d.exp_off, end = (u64)d.exp_off + weight_blocks(d);
-    bool bad = false;
-EXPONENTS:
-    for (u64 a = first & ~(u64)(BEAT_BYTES - 1); a < end; a += BEAT_BYTES) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 4096 avg = 256
-#pragma HLS PIPELINE II = 1
-        beat_t b = read_beat(weights, a, weights_bytes);
-        for (int i = 0; i < BEAT_BYTES; i++) {
-#pragma HLS UNROLL
-            int e = (int8_t)b.range(8 * i + 7, 8 * i);
-            bool in = a + i >= first && a + i < end;
-            bad |= in && (e < BW_EXP_MIN || e > BW_EXP_MAX);
-        }
-    }
-    return bad ? NPU_STATUS_BAD_FIELD : NPU_STATUS_OK;
-}
-
-/* Checks one instruction before anything runs: a program the kernel cannot execute safely is rejected
- * as a whole and the arena is left untouched. */
-u32 validate(const Insn &d, u32 arena_words, u32 weights_bytes) {
-    switch (d.op) {
-    case BW_OP_CONV2D:
-    case BW_OP_ADD:
-    case BW_OP_MAXPOOL:
-    case BW_OP_AVGPOOL:
-    case BW_OP_GLOBAL_AVGPOOL:
-    case BW_OP_ACTIVATION:
-    case BW_OP_PAD:
-        break;
-    default:
-        return NPU_STATUS_BAD_OPCODE;
-    }
-    if (d.act > BW_ACT_RELU6) return NPU_STATUS_BAD_FIELD;
-    if (d.op == BW_OP_CONV2D) {
-        if (d.prec != BW_PREC_BFP16 && d.prec != BW_PREC_BFP12 && d.prec != BW_PREC_BFP20) return NPU_STATUS_BAD_FIELD;
-        if (d.groups == 0 || d.in_c % d.groups != 0 || d.out_c % d.groups != 0) return NPU_STATUS_BAD_FIELD;
-        if (d.in_c == 0 || d.out_c == 0 || d.in_c > NPU_MAX_CHANNELS || d.out_c > NPU_MAX_CHANNELS)
-            return NPU_STATUS_BAD_FIELD;
-        if (d.kh == 0 || d.kw == 0 || d.sh == 0 || d.sw == 0 || d.has_res > 1) return NPU_STATUS_BAD_FIELD;
-        if ((d.mant_off & 15u) != 0 || (d.bias_off & 3u) != 0) return NPU_STATUS_BAD_FIELD;
-    }
-    if (d.op == BW_OP_MAXPOOL || d.op == BW_OP_AVGPOOL) {
-        if (d.kh == 0 || d.kw == 0 || d.sh == 0 || d.sw == 0 || d.out_c != d.in_c) return NPU_STATUS_BAD_FIELD;
-    }
-    if (d.op == BW_OP_GLOBAL_AVGPOOL) {
-        if (d.out_h != 1 || d.out_w != 1 || d.out_c != d.in_c || d.in_c > NPU_MAX_CHANNELS) return NPU_STATUS_BAD_FIELD;
-    }
-    if (d.op == BW_OP_ADD || d.op == BW_OP_ACTIVATION) {
-        if (d.out_h != d.in_h || d.out_w != d.in_w || d.out_c != d.in_c) return NPU_STATUS_BAD_FIELD;
-    }
-    if (d.op == BW_OP_PAD) {
-        if (d.out_c != d.in_c || (u64)d.out_h != (u64)d.in_h + d.pt + d.pb ||
-            (u64)d.out_w != (u64)d.in_w + d.pl + d.pr)
-            return NPU_STATUS_BAD_FIELD;
-    }
-    /* memory bounds */
-    if (!tensor_fits(d.in_off, d.in_h, d.in_w, d.in_c, arena_words)) return NPU_STATUS_OUT_OF_BOUNDS;
-    if (!tensor_fits(d.out_off, d.out_h, d.out_w, d.out_c, arena_words)) return NPU_STATUS_OUT_OF_BOUNDS;
-    if (d.op == BW_OP_ADD && !tensor_fits(d.in2_off, d.in_h, d.in_w, d.in_c, arena_words))
-        return NPU_STATUS_OUT_OF_BOUNDS;
-    if (d.op == BW_OP_CONV2D) {
-        if (d.has_res && !tensor_fits(d.res_off, d.out_h, d.out_w, d.out_c, arena_words))
-            return NPU_STATUS_OUT_OF_BOUNDS;
-        u64 taps = (u64)d.kh * d.kw;
-        u64 nblocks = weight_blocks(d);
-        u64 bpb = block_bytes(d.prec);
-        if (taps > 0xFFFFFFFFull || !bytes_fit(d.mant_off, nblocks * bpb, weights_bytes) ||
-            !bytes_fit(d.exp_off, nblocks, weights_bytes) || !bytes_fit(d.bias_off, 4ull * d.out_c, weights_bytes))
-            return NPU_STATUS_OUT_OF_BOUNDS;
-    }
-    return NPU_STATUS_OK;
-}
 
 /* ---------------------------------------------------------------------------------------------------- */
 /* CONV2D plan: the tiling every process of the dataflow region follows. brainwave/fpga/perf.py (ConvPlan)
@@ -377,11 +219,11 @@ inline u64 band_ahead(const Insn &d, u32 r) {
 
 Plan plan_conv(const Insn &d) {
     Plan p;
-    p.nb_in = ceil16(d.in_c);
+    p.nb_in = bw_ceil16(d.in_c);
     p.taps = d.kh * d.kw;
     const u32 cg = d.in_c / d.groups;
     const u32 opg = d.out_c / d.groups;
-    const u32 bb = block_bytes(d.prec);
+    const u32 bb = bw_block_bytes(d.prec);
     u32 cap = (u32)NPU_WBUF_BYTES / bb; /* blocks one weight bank holds in this precision */
     if (cap > WB_BLOCKS) cap = WB_BLOCKS;
     p.resident = false;
@@ -389,7 +231,7 @@ Plan plan_conv(const Insn &d) {
     p.l_eff = L;
     p.band_rows = p.n_bands = p.rows_cap = p.k = p.kt_per_group = p.n_kt = p.steps = 0;
     p.nbw = 1;
-    if (is_depthwise(d)) {
+    if (bw_is_depthwise(d)) {
         p.path = PATH_DEPTHWISE;
         p.steps = p.taps;
         p.k = ACCW;
@@ -398,7 +240,7 @@ Plan plan_conv(const Insn &d) {
         p.resident = true; /* all taps x all channel blocks: one tile */
     } else if (d.groups == 1 || cg % BW_BLOCK == 0) {
         p.path = PATH_DENSE;
-        p.nbw = ceil16(cg);
+        p.nbw = bw_ceil16(cg);
         u64 steps = (u64)p.taps * p.nbw;
         /* bfp20: one product per DSP, K = Kd; a chunk with at most 8 live lanes (a stem with few input channels)
          * needs half a cascade, so each cascade splits in two and K doubles. bfp16/bfp12: two per DSP. */
@@ -512,7 +354,7 @@ struct GroupSeg { /* one interleaved group: P pixels x ACCW channels (residuals 
  * the order the vector unit consumes them. */
 void read_act(const float *arena, const Insn &d, const Plan &p, hls::stream<QBlock, 64> &qs,
               hls::stream<GroupSeg, 8> &rs) {
-    const int mbits = mantissa_bits(d.prec);
+    const int mbits = bw_act_bits(d.prec);
     long loaded = 0; /* rows [0, loaded) have been read */
 BANDS_R:
     for (u32 b = 0; b < p.n_bands; b++) {
@@ -599,7 +441,7 @@ void tile_extent(const Insn &d, const Plan &p, u32 t, u64 &blk0, u64 &nblk, u32 
 
 void fetch_weights(const uint8_t *weights, u32 weights_bytes, const Insn &d, const Plan &p,
                    hls::stream<beat_t, 512> &ws) {
-    const u32 bb = block_bytes(d.prec);
+    const u32 bb = bw_block_bytes(d.prec);
     const u32 n_tiles = p.path == PATH_DEPTHWISE ? 1 : p.n_kt;
     const u32 passes = p.resident ? 1 : p.n_bands;
 PASSES:
@@ -646,7 +488,7 @@ struct Unpacker {
         tile_extent(d, p, t, blk0, nblk, o0, kc);
         bank = b;
         prec = d.prec;
-        bb = block_bytes(d.prec);
+        bb = bw_block_bytes(d.prec);
         steps = p.steps;
         K = p.k;
         dw = p.path == PATH_DEPTHWISE;
@@ -682,6 +524,7 @@ struct Unpacker {
         i = 0;
         if (run < 3) a = first[run] & ~(u64)(BEAT_BYTES - 1);
     }
+    /* the blob's bytes one at a time, as the beats arrive: bw_weight_lane (npu_format.h) unpacks whole blocks */
     void put(uint8_t v) {
         if (run == 0) {
             const u64 blk = i / bb, off = i % bb;
@@ -693,15 +536,15 @@ struct Unpacker {
                 if (off & 1) m[l] = (int16_t)(uint16_t)(((u32)v << 8) | ((u32)m[l] & 0xFFu));
                 else m[l] = (int16_t)v;
             } else {
-                m[2 * off] = (int16_t)((int)((v & 0xFu) ^ 8u) - 8);
-                m[2 * off + 1] = (int16_t)((int)((v >> 4) ^ 8u) - 8);
+                m[2 * off] = (int16_t)bw_nibble(v);
+                m[2 * off + 1] = (int16_t)bw_nibble((u32)v >> 4);
             }
         } else if (run == 1) {
             bank->e[slot(i)] = (int8_t)v;
         } else {
             word |= (u32)v << (8 * (i & 3));
             if ((i & 3) == 3) {
-                bank->bias[i >> 2] = u2f(word);
+                bank->bias[i >> 2] = bw_u2f(word);
                 word = 0;
             }
         }
@@ -854,7 +697,7 @@ inline void engine_iteration(const Insn &d, const Plan &p, const Cursor &cur, u3
             for (int pp = 0; pp < P; pp++)
                 for (int k = 0; k < ACCW; k++) {
 #pragma HLS UNROLL
-                    g.v[pp][k] = canon(activate(acc[cur.j][pp][k], d.act));
+                    g.v[pp][k] = bw_canon(bw_activate(acc[cur.j][pp][k], d.act));
                 }
             os.write(g);
         }
@@ -946,7 +789,7 @@ void engine_tiles(const Insn &d, const Plan &p, hls::stream<QBlock, 64> &qs, hls
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 3
 #pragma HLS BIND_OP variable = acc op = fadd impl = fabric /* the DSPs all go to the MAC cascades */
-    const int mshift = (mantissa_bits(d.prec) - 1) + (weight_mantissa_bits(d.prec) - 1);
+    const int mshift = bw_scale_shift(d.prec);
     const u32 loads_per_band = p.path == PATH_DEPTHWISE ? 1 : p.n_kt;
     const u32 total_loads = p.resident ? 1 : p.n_bands * loads_per_band;
     Unpacker unp;
@@ -1085,24 +928,24 @@ void conv_dataflow(const Insn &d, const Plan &p, const uint8_t *weights, u32 wei
  * weight tiles do not fit the buffers. Per output pixel and valid tap: quantize the input pixel, then walk
  * the chunks (cut at activation and weight block edges) with one float32 accumulator per output channel. */
 
-int load_weight_block(const uint8_t *weights, u32 mant_off, u32 exp_off, u32 blk, u32 prec, int16_t wm[BW_BLOCK]) {
+/* Weight block blk: its 16 mantissas into wm; returns its exponent. */
+int load_weight_block(const uint8_t *weights, u32 mant_off, u32 exp_off, u64 blk, u32 prec, int16_t wm[BW_BLOCK]) {
 #pragma HLS INLINE
-    const uint8_t *src = weights + mant_off + (u64)blk * block_bytes(prec);
+    const uint8_t *src = weights + mant_off + blk * bw_block_bytes(prec);
     for (int i = 0; i < BW_BLOCK; i++) {
 #pragma HLS UNROLL
-        wm[i] = (int16_t)weight_lane(src, prec, i);
+        wm[i] = (int16_t)bw_weight_lane(src, prec, i);
     }
     return (int8_t)weights[exp_off + blk];
 }
 
 void conv_generic(const Insn &d, const uint8_t *weights, float *arena) {
-    const int mbits = mantissa_bits(d.prec);
-    const int mshift = (mbits - 1) + (weight_mantissa_bits(d.prec) - 1);
-    const u32 nb_in = ceil16(d.in_c);
+    const int mbits = bw_act_bits(d.prec);
+    const int mshift = bw_scale_shift(d.prec);
+    const u32 nb_in = bw_ceil16(d.in_c);
     const u32 cg = d.in_c / d.groups;
     const u32 opg = d.out_c / d.groups;
-    const bool dw = is_depthwise(d);
-    const u32 nbw = ceil16(cg);
+    const bool dw = bw_is_depthwise(d);
     int16_t qa[NPU_MAX_BLOCKS][BW_BLOCK];
     int8_t ea[NPU_MAX_BLOCKS];
     float acc[NPU_MAX_CHANNELS];
@@ -1134,7 +977,8 @@ GEN_Y:
                     if (dw) {
                         for (u32 b = 0; b < nb_in; b++) {
                             int16_t wm[BW_BLOCK];
-                            int ew = load_weight_block(weights, d.mant_off, d.exp_off, tap * nb_in + b, d.prec, wm);
+                            const u64 blk = bw_depthwise_weight_block(d, tap, b);
+                            const int ew = load_weight_block(weights, d.mant_off, d.exp_off, blk, d.prec, wm);
                             for (int l = 0; l < BW_BLOCK; l++) {
                                 u32 o = b * BW_BLOCK + l;
                                 if (o < d.out_c) acc[o] = acc[o] + chunk_partial((int)qa[b][l] * wm[l], ea[b] + ew - mshift);
@@ -1145,24 +989,20 @@ GEN_Y:
                     for (u32 o = 0; o < d.out_c; o++) {
                         const u32 base = (o / opg) * cg;
                         const u32 end = base + cg;
-                        const u32 blk0 = (o * (d.kh * d.kw) + tap) * nbw;
+                        const u64 blk0 = bw_dense_weight_block(d, o, tap, 0);
                         int16_t wm[BW_BLOCK];
                         int ew = 0;
                         u32 loaded = 0xFFFFFFFFu;
                         for (u32 c = base; c < end;) {
-                            u32 ab = c / BW_BLOCK, al = c % BW_BLOCK;
-                            u32 wb = (c - base) / BW_BLOCK, wl = (c - base) % BW_BLOCK;
-                            u32 len = BW_BLOCK - al;
-                            if (BW_BLOCK - wl < len) len = BW_BLOCK - wl;
-                            if (end - c < len) len = end - c;
-                            if (wb != loaded) {
-                                ew = load_weight_block(weights, d.mant_off, d.exp_off, blk0 + wb, d.prec, wm);
-                                loaded = wb;
+                            const bw_chunk k = bw_chunk_at(c, base, end);
+                            if (k.wb != loaded) {
+                                ew = load_weight_block(weights, d.mant_off, d.exp_off, blk0 + k.wb, d.prec, wm);
+                                loaded = k.wb;
                             }
                             int isum = 0;
-                            for (u32 i = 0; i < len; i++) isum += (int)qa[ab][al + i] * (int)wm[wl + i];
-                            acc[o] = acc[o] + chunk_partial(isum, ea[ab] + ew - mshift);
-                            c += len;
+                            for (u32 i = 0; i < k.len; i++) isum += (int)qa[k.ab][k.al + i] * (int)wm[k.wl + i];
+                            acc[o] = acc[o] + chunk_partial(isum, ea[k.ab] + ew - mshift);
+                            c += k.len;
                         }
                     }
                 }
@@ -1170,10 +1010,9 @@ GEN_Y:
             const u64 pix = ((u64)oy * d.out_w + ox) * d.out_c;
             for (u32 o = 0; o < d.out_c; o++) {
 #pragma HLS PIPELINE II = 1
-                const uint8_t *bp = weights + d.bias_off + 4u * o;
-                float y = acc[o] + u2f((u32)bp[0] | ((u32)bp[1] << 8) | ((u32)bp[2] << 16) | ((u32)bp[3] << 24));
+                float y = acc[o] + bw_f32_le(weights + d.bias_off + 4u * o);
                 if (d.has_res) y = y + arena[d.res_off + pix + o];
-                arena[d.out_off + pix + o] = canon(activate(y, d.act));
+                arena[d.out_off + pix + o] = bw_canon(bw_activate(y, d.act));
             }
         }
     }
@@ -1199,12 +1038,13 @@ ADD:
 #pragma HLS UNROLL
             if (i + j < n) {
                 float y = arena[d.in_off + i + j] + arena[d.in2_off + i + j];
-                arena[d.out_off + i + j] = canon(activate(y, d.act));
+                arena[d.out_off + i + j] = bw_canon(bw_activate(y, d.act));
             }
         }
     }
 }
 
+/* op_add without the second operand: a loop of its own, so ACTIVATION reads no second arena stream. */
 void op_activation(const Insn &d, float *arena) {
     const u64 n = (u64)d.in_h * d.in_w * d.in_c;
 ACT:
@@ -1213,7 +1053,7 @@ ACT:
 #pragma HLS PIPELINE II = 1
         for (int j = 0; j < VW; j++) {
 #pragma HLS UNROLL
-            if (i + j < n) arena[d.out_off + i + j] = canon(activate(arena[d.in_off + i + j], d.act));
+            if (i + j < n) arena[d.out_off + i + j] = bw_canon(bw_activate(arena[d.in_off + i + j], d.act));
         }
     }
 }
@@ -1235,11 +1075,29 @@ PAD_Y:
 #pragma HLS PIPELINE II = 1
                 for (int j = 0; j < VW; j++) {
 #pragma HLS UNROLL
-                    if (c + j < d.out_c) arena[dst + c + j] = inside ? canon(arena[src + c + j]) : 0.0f;
+                    if (c + j < d.out_c) arena[dst + c + j] = inside ? bw_canon(arena[src + c + j]) : 0.0f;
                 }
             }
         }
     }
+}
+
+/* One valid window cell v of a pool, the count-th (docs/numerics.md "Vector unit"): MAXPOOL keeps the first cell,
+ * then v > m ? v : m; AVGPOOL sums from +0.0. */
+inline void pool_take(bool is_max, u32 count, float v, float &m, float &sum) {
+#pragma HLS INLINE
+    if (is_max) {
+        if (count == 0 || v > m) m = v;
+    } else {
+        sum = (count == 0 ? 0.0f : sum) + v;
+    }
+}
+
+/* A window's result after count valid cells: +0.0 without any, else the maximum or sum / (float)count. */
+inline float pool_result(bool is_max, u32 count, const float &m, const float &sum) {
+#pragma HLS INLINE
+    if (count == 0) return 0.0f;
+    return is_max ? m : sum / (float)count;
 }
 
 /* MAXPOOL and AVGPOOL, fallback for rows too wide for the row cache: per output pixel, the window's cells
@@ -1275,13 +1133,7 @@ POOL_Y:
                         for (int j = 0; j < VW; j++) {
 #pragma HLS UNROLL
                             const u32 c = c0 + j;
-                            if (c >= d.in_c) continue;
-                            float v = cell[c];
-                            if (is_max) {
-                                if (count == 0 || v > m[c]) m[c] = v;
-                            } else {
-                                sum[c] = (count == 0 ? 0.0f : sum[c]) + v;
-                            }
+                            if (c < d.in_c) pool_take(is_max, count, cell[c], m[c], sum[c]);
                         }
                     }
                     count++;
@@ -1295,12 +1147,7 @@ POOL_Y:
                 for (int j = 0; j < VW; j++) {
 #pragma HLS UNROLL
                     const u32 c = c0 + j;
-                    if (c >= d.out_c) continue;
-                    float y;
-                    if (count == 0) y = 0.0f;
-                    else if (is_max) y = m[c];
-                    else y = sum[c] / (float)count;
-                    arena[dst + c] = canon(y);
+                    if (c < d.out_c) arena[dst + c] = bw_canon(pool_result(is_max, count, m[c], sum[c]));
                 }
             }
         }
@@ -1368,12 +1215,7 @@ PROWS:
                         for (int j = 0; j < POOL_LANES; j++) {
 #pragma HLS UNROLL
                             const u32 c = c0 + j;
-                            const float v = c < d.in_c ? cell[c] : 0.0f;
-                            if (is_max) {
-                                if (count == 0 || v > m[j]) m[j] = v;
-                            } else {
-                                sum[j] = (count == 0 ? 0.0f : sum[j]) + v;
-                            }
+                            pool_take(is_max, count, c < d.in_c ? cell[c] : 0.0f, m[j], sum[j]);
                         }
                         count++;
                     }
@@ -1381,12 +1223,7 @@ PROWS:
                 for (int j = 0; j < POOL_LANES; j++) {
 #pragma HLS UNROLL
                     const u32 c = c0 + j;
-                    if (c >= d.out_c) continue;
-                    float y;
-                    if (count == 0) y = 0.0f;
-                    else if (is_max) y = m[j];
-                    else y = sum[j] / (float)count;
-                    arena[dst + c] = canon(y);
+                    if (c < d.out_c) arena[dst + c] = bw_canon(pool_result(is_max, count, m[j], sum[j]));
                 }
             }
         }
@@ -1422,7 +1259,7 @@ GAP_OUT:
     for (u32 c = 0; c < d.in_c; c++) {
 #pragma HLS LOOP_TRIPCOUNT min = 16 max = 2048 avg = 1024
 #pragma HLS PIPELINE II = 1
-        arena[d.out_off + c] = canon(sum[c] / count);
+        arena[d.out_off + c] = bw_canon(sum[c] / count);
     }
 }
 
@@ -1457,40 +1294,27 @@ LOAD_HEADER:
 #pragma HLS PIPELINE II = 1
         header[i] = program[i];
     }
-    if (header[BW_H_MAGIC] != BW_MAGIC) {
-        *status = NPU_STATUS_BAD_MAGIC;
-        return;
-    }
-    if (header[BW_H_ISA_VERSION] != BW_ISA_VERSION) {
-        *status = NPU_STATUS_BAD_VERSION;
-        return;
-    }
-    if (header[BW_H_INSN_WORDS] != BW_INSN_WORDS) {
-        *status = NPU_STATUS_BAD_FIELD;
+    /* The whole program is checked on every call, weight exponents included, in docs/isa.md's order (npu_format.h,
+     * which the native executor's loader runs too): the interface has no separate load step yet
+     * (docs/hardware.md "Validation at load" is the next step). A refused program leaves the arena untouched. */
+    u32 s = bw_check_header(header);
+    if (s == NPU_STATUS_OK) s = bw_check_io(header);
+    if (s != NPU_STATUS_OK) {
+        *status = s;
         return;
     }
     const u32 n = header[BW_H_NUM_INSTRUCTIONS];
     const u32 arena_words = header[BW_H_ARENA_WORDS];
     const u32 weights_bytes = header[BW_H_WEIGHTS_BYTES];
-    if (!tensor_fits(header[BW_H_INPUT_OFFSET], header[BW_H_INPUT_H], header[BW_H_INPUT_W], header[BW_H_INPUT_C],
-                     arena_words) ||
-        !tensor_fits(header[BW_H_OUTPUT_OFFSET], header[BW_H_OUTPUT_H], header[BW_H_OUTPUT_W],
-                     header[BW_H_OUTPUT_C], arena_words)) {
-        *status = NPU_STATUS_OUT_OF_BOUNDS;
-        return;
-    }
 
     u32 w[BW_INSN_WORDS];
     Insn d;
-    /* The whole program is checked on every call, weight exponents included: the interface has no separate
-     * load step yet (docs/hardware.md "Validation at load" is the next step). */
 VALIDATE:
     for (u32 i = 0; i < n; i++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 128 avg = 64
         load_insn(program, i, w);
         bw_decode_insn(w, &d);
-        u32 s = validate(d, arena_words, weights_bytes);
-        if (s == NPU_STATUS_OK) s = check_weight_exponents(d, weights, weights_bytes);
+        s = bw_check_insn(d, weights, arena_words, weights_bytes);
         if (s != NPU_STATUS_OK) {
             *status = s;
             return;

@@ -44,6 +44,7 @@ set_top npu_run
 add_files "$hls_dir/src/npu_kernel.cpp" -cflags $cflags
 add_files "$hls_dir/src/npu_kernel.h"
 add_files "$hls_dir/src/npu_isa.h"
+add_files "$hls_dir/src/npu_format.h"
 add_files "$hls_dir/src/npu_config.h"
 add_files "$hls_dir/src/hls_compat.h"
 add_files -tb "$hls_dir/tb/tb_npu.cpp" -cflags $cflags

@@ -47,8 +47,9 @@ class Library:
 
         with cls._lock:
             if defines not in cls._loaded:
+                shared = (_isa_header(), _isa_header().parent / "npu_format.h")  # hls/src headers the build reads
                 cls._loaded[defines] = cls(build_library("bwnative", SOURCE_DIR, _make_vars(defines),
-                                                         extra_files=(_isa_header(),)))
+                                                         extra_files=shared))
             return cls._loaded[defines]
 
     def __init__(self, path: Path):

@@ -48,14 +48,6 @@ using I = V::I;
 inline uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 inline uint32_t lanes_left(uint64_t total, uint64_t first) { return (uint32_t)min_u64(kLanes, total - first); }
 
-/* 2^k as a float32, exact for k in [-126, 127] (built from the bits). */
-inline float pow2f(int k) {
-    const uint32_t u = (uint32_t)(k + 127) << 23;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 /* The valid offsets [lo, hi) of a window of K cells starting at o * stride - pad on an axis of n cells; unsigned
  * arithmetic without overflow for any 32-bit fields. */
 struct Window {
@@ -90,7 +82,8 @@ inline void store_n(float *p, F v, uint32_t n) {
     memcpy(p, t, n * sizeof(float));
 }
 
-/* ReLU is y > 0 ? y : +0.0 (NaN and -0.0 give +0.0); ReLU6 then r < 6 ? r : 6. */
+/* ReLU is y > 0 ? y : +0.0 (NaN and -0.0 give +0.0); ReLU6 then r < 6 ? r : 6: npu_format.h's bw_activate, which
+ * the HLS kernel runs, on 16 lanes at once. */
 inline F activate(F y, uint32_t act) {
     if (act == BW_ACT_NONE) return y;
     F r = V::max_first(y, V::fzero());
@@ -117,9 +110,10 @@ inline QuantScale quant_scale(int mbits) {
 }
 
 /* Quantizes 16 lanes (zero past the tensor's channels): writes the mantissas and returns E + 127, the biased
- * exponent, in every lane. The kernel shifts integers; here x * 2^(M-1-E) is a power-of-two scaling, exact unless
- * it underflows (and then far below 0.5), so rounding it to nearest even and saturating gives the same mantissas.
- * The exponent stays in vector registers, and every power of two is built from its bits. */
+ * exponent, in every lane. The kernel (npu_kernel.cpp quantize_block) shifts integers, lane by lane; here
+ * x * 2^(M-1-E) is a power-of-two scaling, exact unless it underflows (and then far below 0.5), so rounding it to
+ * nearest even and saturating gives the same mantissas. The exponent stays in vector registers, and every power of
+ * two is built from its bits. */
 inline I quantize_block(F x, const QuantScale &qs, I &m) {
     const I u = V::bits(x);
     I a = V::iand(u, V::iset(0x7FFFFFFF));

@@ -71,13 +71,11 @@ struct Plan {
     uint64_t output_words() const;
 };
 
-/* Checks the program exactly as the HLS kernel does (docs/isa.md "Status codes and validation") and the framing
- * as Program.from_bytes does; on success builds the plan. Returns the status (BW_STATUS_*); `plan` is set only
- * for BW_STATUS_OK. Throws std::bad_alloc when memory runs out. */
+/* Checks the program with the HLS kernel's own checks (npu_format.h; docs/isa.md "Status codes and validation")
+ * and the framing as Program.from_bytes does; on success builds the plan. Returns the status (BW_STATUS_*);
+ * `plan` is set only for BW_STATUS_OK. Throws std::bad_alloc when memory runs out. */
 uint32_t build_plan(const uint32_t *words, size_t nwords, const uint8_t *weights, size_t nbytes,
                     std::unique_ptr<Plan> &plan);
-
-bool is_depthwise(const Insn &d);
 
 } // namespace bwn
 

@@ -1,6 +1,7 @@
 /* The kernels on AVX2 + FMA: 16 lanes as two ymm halves; the chunk dot product is vpmaddwd (16 int16 multiplies
  * into 8 int32 pair sums) plus vpaddd. Built with -mavx2 -mfma (Makefile); used when CPUID reports both. */
 #include "kernel_api.h"
+#include "npu_format.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -32,7 +33,8 @@ struct V {
     static F max_first(F v, F m) { return {_mm256_max_ps(v.lo, m.lo), _mm256_max_ps(v.hi, m.hi)}; }
     static F min_first(F v, F m) { return {_mm256_min_ps(v.lo, m.lo), _mm256_min_ps(v.hi, m.hi)}; }
     static __m256 canon8(__m256 y) {
-        return _mm256_blendv_ps(y, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FC00000)), _mm256_cmp_ps(y, y, _CMP_UNORD_Q));
+        return _mm256_blendv_ps(y, _mm256_castsi256_ps(_mm256_set1_epi32(BW_CANONICAL_NAN)),
+                                _mm256_cmp_ps(y, y, _CMP_UNORD_Q));
     }
     static F canon(F y) { return {canon8(y.lo), canon8(y.hi)}; }
 

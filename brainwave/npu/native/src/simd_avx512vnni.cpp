@@ -2,6 +2,7 @@
  * multiply-adds per instruction into 16 int32 lanes). Built with -mavx512f -mavx512bw -mavx512vl -mavx512vnni
  * -mfma (Makefile); the runtime only calls it when CPUID reports those features. */
 #include "kernel_api.h"
+#include "npu_format.h"
 
 #if defined(__AVX512F__) && defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__FMA__)
 #include <immintrin.h>
@@ -26,7 +27,7 @@ struct V {
     static F min_first(F v, F m) { return _mm512_min_ps(v, m); }
     static F canon(F y) {
         return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, y, _CMP_UNORD_Q), y,
-                                    _mm512_castsi512_ps(_mm512_set1_epi32(0x7FC00000)));
+                                    _mm512_castsi512_ps(_mm512_set1_epi32(BW_CANONICAL_NAN)));
     }
 
     static I izero() { return _mm512_setzero_si512(); }

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "kernel_api.h"
+#include "npu_format.h"
 
 namespace {
 
@@ -49,12 +50,8 @@ struct V {
     static F max_first(const F &v, const F &m) { return fmap(v, m, [](float x, float y) { return x > y ? x : y; }); }
     static F min_first(const F &v, const F &m) { return fmap(v, m, [](float x, float y) { return x < y ? x : y; }); }
     static F canon(const F &y) {
-        const uint32_t nan_bits = 0x7FC00000u;
-        float nan;
-        memcpy(&nan, &nan_bits, sizeof nan);
-        F r = y;
-        for (float &v : r.v)
-            if (v != v) v = nan;
+        F r;
+        for (int l = 0; l < bwn::kLanes; ++l) r.v[l] = bw_canon(y.v[l]);
         return r;
     }
 
