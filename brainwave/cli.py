@@ -572,13 +572,24 @@ def cmd_models(args) -> int:
 
         return run_estimate(args, out)
 
+    from brainwave.models.figures import ESTIMATE_BOARD, ESTIMATE_PRECISION, load
+
+    figures = load()
     table = Table(title="Featurizer catalog (type: brainwave stages)")
-    for column in ("model_ref", "versions", "input", "output", "weights", "description"):
+    for column in ("model_ref", "versions", "input", "output", "GMAC", "weights MB bfp20/16/12",
+                   f"{ESTIMATE_BOARD} {ESTIMATE_PRECISION} ms (estimate)", "weights", "description"):
         table.add_column(column)
     for spec in catalog_entries():
-        table.add_row(spec.model_ref, ", ".join(spec.versions), "x".join(map(str, spec.input_shape)),
-                      str(list(spec.output_dims)), spec.weights_note, spec.description)
+        output = f"{len(spec.outputs)} outputs" if spec.outputs else str(list(spec.output_dims))
+        f = figures.get(spec.model_ref)
+        numbers = ["?"] * 3 if f is None else [
+            f"{f['gmac']:.2f}", " / ".join(f"{f['weights_mb'][p]:.1f}" for p in ("bfp20", "bfp16", "bfp12")),
+            f"{f[f'{ESTIMATE_BOARD}_{ESTIMATE_PRECISION}_ms']:.1f}"]
+        table.add_row(spec.model_ref, ", ".join(spec.versions), "x".join(map(str, spec.input_shape)), output,
+                      *numbers, spec.weights_note, spec.description)
     out.print(table)
+    out.print("GMAC, weights and the estimate: brainwave/models/figures.json (python -m brainwave.models.figures "
+              f"--write); per layer and board: brainwave models --estimate {ESTIMATE_BOARD}")
     return 0
 
 

@@ -17,6 +17,8 @@ _ENTRY_MODULES = (
     "brainwave.models.resnet50",
     "brainwave.models.resnet152",
     "brainwave.models.vgg16",
+    "brainwave.models.densenet121",
+    "brainwave.models.ssd_vgg",
     "brainwave.models.efficientnet_lite0",
     "brainwave.models.efficientnet_lite1",
     "brainwave.models.efficientnet_lite2",

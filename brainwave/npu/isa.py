@@ -21,7 +21,7 @@ from brainwave.errors import BrainwaveError
 
 from .numerics import BLOCK, EXP_MAX, EXP_MIN, Precision
 
-ISA_VERSION = 2  # 2: precision 3 (bfp20) and weight exponents checked to lie in [EXP_MIN, EXP_MAX]
+ISA_VERSION = 3  # 2: bfp20 and weight exponents checked to lie in [EXP_MIN, EXP_MAX]; 3: CONCAT
 MAGIC = 0x504E5742  # "BWNP" little-endian
 HEADER_WORDS = 16
 INSN_WORDS = 32
@@ -36,6 +36,7 @@ class Opcode(IntEnum):
     GLOBAL_AVGPOOL = 5
     ACTIVATION = 6
     PAD = 7
+    CONCAT = 8  # ISA v3: in_c channels of in_offset, then out_c - in_c of in2_offset, per pixel
 
 
 class Activation(IntEnum):

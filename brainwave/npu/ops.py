@@ -97,6 +97,17 @@ def _pad_fields(d: Instruction) -> str | None:
     return None
 
 
+def _concat_fields(d: Instruction) -> str | None:
+    if (d.out_h, d.out_w) != (d.in_h, d.in_w) or d.out_c <= d.in_c:
+        return f"concat output {d.out_shape} is not input {d.in_shape} with more channels"
+    return None
+
+
+def _concat_operands(d: Instruction) -> dict[str, tuple[int, int, int]]:
+    """The second operand has the output's pixels and the channels the first one lacks."""
+    return {"in_offset": d.in_shape, "out_offset": d.out_shape, "in2_offset": (d.in_h, d.in_w, d.out_c - d.in_c)}
+
+
 def _in_out(d: Instruction) -> dict[str, tuple[int, int, int]]:
     return {"in_offset": d.in_shape, "out_offset": d.out_shape}
 
@@ -113,6 +124,7 @@ OPS: dict[int, Op] = {op.opcode: op for op in (
     Op(Opcode.GLOBAL_AVGPOOL, _global_pool_fields, _in_out),
     Op(Opcode.ACTIVATION, _same_shape, _in_out),
     Op(Opcode.PAD, _pad_fields, _in_out),
+    Op(Opcode.CONCAT, _concat_fields, _concat_operands),
 )}
 assert set(OPS) == set(Opcode), "every opcode needs an entry in the op table"
 assert all(op.unit in UNITS for op in OPS.values()), "every op runs on a unit the performance model costs"

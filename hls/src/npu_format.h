@@ -218,7 +218,7 @@ static inline uint32_t bw_check_io(const uint32_t h[BW_HEADER_WORDS]) {
     return BW_STATUS_OK;
 }
 
-static inline bool bw_opcode_known(uint32_t op) { return op >= BW_OP_CONV2D && op <= BW_OP_PAD; }
+static inline bool bw_opcode_known(uint32_t op) { return op >= BW_OP_CONV2D && op <= BW_OP_CONCAT; }
 
 /* The field rules (docs/isa.md's table) of an instruction with a known opcode. */
 static inline bool bw_fields_ok(const bw_insn &d) {
@@ -237,6 +237,8 @@ static inline bool bw_fields_ok(const bw_insn &d) {
     case BW_OP_ADD:
     case BW_OP_ACTIVATION:
         return d.out_h == d.in_h && d.out_w == d.in_w && d.out_c == d.in_c;
+    case BW_OP_CONCAT: /* the second operand brings out_c - in_c >= 1 channels */
+        return d.out_h == d.in_h && d.out_w == d.in_w && d.out_c > d.in_c;
     default: /* PAD */
         return d.out_c == d.in_c && (uint64_t)d.out_h == (uint64_t)d.in_h + d.pt + d.pb &&
                (uint64_t)d.out_w == (uint64_t)d.in_w + d.pl + d.pr;
@@ -249,6 +251,7 @@ static inline bool bw_memory_ok(const bw_insn &d, uint32_t arena_words, uint32_t
     if (!bw_tensor_fits(d.in_off, d.in_h, d.in_w, d.in_c, arena_words)) return false;
     if (!bw_tensor_fits(d.out_off, d.out_h, d.out_w, d.out_c, arena_words)) return false;
     if (d.op == BW_OP_ADD && !bw_tensor_fits(d.in2_off, d.in_h, d.in_w, d.in_c, arena_words)) return false;
+    if (d.op == BW_OP_CONCAT && !bw_tensor_fits(d.in2_off, d.in_h, d.in_w, d.out_c - d.in_c, arena_words)) return false;
     if (d.op != BW_OP_CONV2D) return true;
     if (d.has_res && !bw_tensor_fits(d.res_off, d.out_h, d.out_w, d.out_c, arena_words)) return false;
     const uint64_t blocks = bw_weight_blocks(d);

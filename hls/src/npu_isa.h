@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #define BW_MAGIC 0x504E5742u
-#define BW_ISA_VERSION 2u
+#define BW_ISA_VERSION 3u
 #define BW_HEADER_WORDS 16u
 #define BW_INSN_WORDS 32u
 #define BW_BLOCK 16
@@ -21,6 +21,7 @@
 #define BW_OP_GLOBAL_AVGPOOL 5u
 #define BW_OP_ACTIVATION 6u
 #define BW_OP_PAD 7u
+#define BW_OP_CONCAT 8u
 
 #define BW_ACT_NONE 0u
 #define BW_ACT_RELU 1u

@@ -1082,6 +1082,27 @@ PAD_Y:
     }
 }
 
+/* CONCAT (ISA v3): per output pixel the first operand's in_c channels, then the second's out_c - in_c, copied
+ * (every NaN stored canonical). The channel loop runs over the output; each beat reads from one operand. */
+void op_concat(const Insn &d, float *arena) {
+    const u32 cb = d.out_c - d.in_c;
+CONCAT_P:
+    for (u64 pix = 0; pix < (u64)d.out_h * d.out_w; pix++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 12544 avg = 784
+        const u64 dst = d.out_off + pix * d.out_c, a = d.in_off + pix * d.in_c, b = d.in2_off + pix * cb;
+    CONCAT_C:
+        for (u32 c = 0; c < d.out_c; c += VW) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1024 avg = 32
+#pragma HLS PIPELINE II = 1
+            for (int j = 0; j < VW; j++) {
+#pragma HLS UNROLL
+                const u32 k = c + j;
+                if (k < d.out_c) arena[dst + k] = bw_canon(k < d.in_c ? arena[a + k] : arena[b + (k - d.in_c)]);
+            }
+        }
+    }
+}
+
 /* One valid window cell v of a pool, the count-th (docs/numerics.md "Vector unit"): MAXPOOL keeps the first cell,
  * then v > m ? v : m; AVGPOOL sums from +0.0. */
 inline void pool_take(bool is_max, u32 count, float v, float &m, float &sum) {
@@ -1332,6 +1353,7 @@ EXECUTE:
         case BW_OP_AVGPOOL: op_pool(d, arena); break;
         case BW_OP_GLOBAL_AVGPOOL: op_global_avgpool(d, arena); break;
         case BW_OP_ACTIVATION: op_activation(d, arena); break;
+        case BW_OP_CONCAT: op_concat(d, arena); break;
         default: op_pad(d, arena); break;
         }
     }

@@ -62,6 +62,7 @@ OPS = {
     "dense": _dense,
     "batchnorm": lambda n, x: (x - n.attrs["mean"]) * n.attrs["scale"] + n.attrs["offset"],
     "add": lambda n, *xs: _act(n, sum(xs)),
+    "concat": lambda n, *xs: np.concatenate(xs, axis=-1),
     "activation": lambda n, x: _act(n, x),
     "maxpool": _pool,
     "avgpool": _pool,

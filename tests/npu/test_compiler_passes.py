@@ -201,7 +201,14 @@ def test_lowering_names_what_it_cannot_run():
     g.set_outputs([g.add("activation", [f], dict(activation=Activation.RELU), "relu")])
     with pytest.raises(CompileError, match="'flatten' .*channels-first"):
         lower(run_passes(g), "bfp16")
+
+
+
+def test_several_outputs_are_packed_in_one():
+    """An NPU program has one output tensor: several outputs are flattened and concatenated into it (ISA v3's
+    CONCAT), and Program.outputs says where each one lies."""
     g = Graph("x", (2, 2, 3))
-    g.set_outputs([g.add("conv", ["x"], conv_attrs(1, 3, 3), "a"), g.add("conv", ["x"], conv_attrs(1, 3, 3), "b")])
-    with pytest.raises(CompileError, match="2 outputs"):
-        lower(g, "bfp16")
+    g.set_outputs([g.add("conv", ["x"], conv_attrs(1, 3, 3), "a"), g.add("conv", ["x"], conv_attrs(1, 3, 5), "b")])
+    program = lower(g, "bfp16")
+    assert [(o.shape, o.start) for o in program.outputs] == [((2, 2, 3), 0), ((2, 2, 5), 12)]
+    assert program.output_shape == (1, 1, 32) and program.instructions[-1].opcode == Opcode.CONCAT

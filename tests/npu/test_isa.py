@@ -37,7 +37,7 @@ def test_framing_errors_are_clear():
     program, weights, _, _ = handmade.smoke_program()
     with pytest.raises(ProgramError, match="shorter than the 64-byte header"):
         Program.from_bytes(program[:40], weights)
-    with pytest.raises(ProgramError, match="6 instructions need"):
+    with pytest.raises(ProgramError, match="7 instructions need"):
         Program.from_bytes(program[:-4], weights)
     with pytest.raises(ProgramError, match="weights blob has"):
         Program.from_bytes(program, weights[:-1])
@@ -51,7 +51,7 @@ def test_dump_cli(tmp_path):
     path = Program.from_bytes(program, weights).save(tmp_path / "p.bwnp")
     out = subprocess.run([sys.executable, "-m", "brainwave.npu.isa", "--dump", str(path)], capture_output=True,
                          text=True, check=True).stdout
-    assert "6 instructions" in out and "CONV2D" in out and "GLOBAL_AVGPOOL" in out
+    assert "7 instructions" in out and "CONV2D" in out and "GLOBAL_AVGPOOL" in out and "CONCAT" in out
 
 
 def test_brainwave_compile_writes_a_program_file(tmp_path):

@@ -139,6 +139,15 @@ def pad_case(rng, *, h, w, c, pad, kind) -> Case:
     return Case(f"pad{h}x{w}x{c}_p{pt}{pl}{pb}{pr}_{kind}", program, weights, spec_ref.flat_input(x), expected)
 
 
+def concat_case(rng, *, h, w, ca, cb, kind) -> Case:
+    a = values(rng, (h, w, ca), kind)
+    b = values(rng, (h, w, cb), kind)
+    program, weights, _ = spec_ref.single_op_program(dict(opcode="concat"), (h, w, ca), (h, w, ca + cb),
+                                                     extra={"in2_offset": b.size})
+    return Case(f"concat{h}x{w}x{ca}+{cb}_{kind}", program, weights, spec_ref.flat_input(a, b),
+                spec_ref.ref_concat(a, b))
+
+
 def sweep(seed: int = 2026) -> list[Case]:
     with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN cases overflow on purpose
         return _sweep(seed)
@@ -211,4 +220,10 @@ def _sweep(seed: int) -> list[Case]:
         cases.append(add_case(rng, h=2, w=2, c=8, act=act, kind="signedzeros"))
     for pad in ((1, 1, 1, 1), (0, 0, 1, 1), (3, 2, 0, 1)):
         cases.append(pad_case(rng, h=4, w=3, c=5, pad=pad, kind="nonfinite"))
+    # CONCAT (ISA v3): its own stream, so the cases above keep their values; channel counts on and off the
+    # SIMD width, one pixel of many channels (how SSD's outputs are packed), and every value kind's bits
+    rng_concat = np.random.default_rng(seed + 30)
+    for (h, w, ca, cb), kind in zip(((3, 4, 5, 7), (2, 3, 16, 16), (1, 1, 70, 33), (4, 2, 1, 20), (2, 2, 33, 1)),
+                                    ("nonfinite", "normal", "signedzeros", "huge", "tiny")):
+        cases.append(concat_case(rng_concat, h=h, w=w, ca=ca, cb=cb, kind=kind))
     return cases

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAGIC = 0x504E5742
-ISA_VERSION = 2
+ISA_VERSION = 3
 MBITS = {1: 7, 2: 3, 3: 11}  # precision code -> activation magnitude bits M: bfp16, bfp12, bfp20
 WBITS = {1: 7, 2: 3, 3: 15}  # precision code -> weight magnitude bits (bfp20 weights fill the int16 lane)
 FLT_MAX = np.finfo(np.float32).max
@@ -26,7 +26,7 @@ INSN_FIELDS = (
     "stride_h stride_w pad_top pad_left pad_bottom pad_right groups weight_mant_offset weight_exp_offset "
     "bias_offset has_residual residual_offset in2_offset"
 ).split()
-OP = {"conv2d": 1, "add": 2, "maxpool": 3, "avgpool": 4, "global_avgpool": 5, "activation": 6, "pad": 7}
+OP = {"conv2d": 1, "add": 2, "maxpool": 3, "avgpool": 4, "global_avgpool": 5, "activation": 6, "pad": 7, "concat": 8}
 
 
 def pack_program(header: dict, insns: list[dict]) -> bytes:
@@ -109,7 +109,7 @@ def smoke_program() -> tuple[bytes, bytes, np.ndarray, np.ndarray]:
     """A small multi-instruction program whose result is exact integer arithmetic, computed here by hand.
 
     input 4x4x20 integers -> PAD 1 -> CONV2D 3x3 (stride 1, 20->8, bfp16, relu, residual) -> MAXPOOL 2x2/2
-    -> ADD with itself -> GLOBAL_AVGPOOL -> output 1x1x8. Values stay small integers, so quantization and every
+    -> ADD with itself -> GLOBAL_AVGPOOL -> CONCAT with the max pool's first pixel -> output 1x1x16. Values stay small integers, so quantization and every
     float addition are exact and the expected output follows from integer math.
     """
     rng = np.random.default_rng(1234)
@@ -142,8 +142,9 @@ def smoke_program() -> tuple[bytes, bytes, np.ndarray, np.ndarray]:
     a_res = a_conv + H * W * O  # residual: written by the host? no: made by an ACTIVATION copy of conv input
     a_pool = a_res + H * W * O
     a_add = a_pool + 2 * 2 * O
-    a_out = a_add + 2 * 2 * O
-    arena_words = a_out + O
+    a_gap = a_add + 2 * 2 * O
+    a_out = a_gap + O
+    arena_words = a_out + 2 * O
     insns = [
         dict(opcode="pad", in_offset=a_in, in_h=H, in_w=W, in_c=C, out_offset=a_pad, out_h=H + 2, out_w=W + 2,
              out_c=C, pad_top=1, pad_left=1, pad_bottom=1, pad_right=1),
@@ -159,11 +160,14 @@ def smoke_program() -> tuple[bytes, bytes, np.ndarray, np.ndarray]:
              out_c=O, kernel_h=2, kernel_w=2, stride_h=2, stride_w=2),
         dict(opcode="add", in_offset=a_pool, in_h=2, in_w=2, in_c=O, out_offset=a_add, out_h=2, out_w=2, out_c=O,
              in2_offset=a_pool),
-        dict(opcode="global_avgpool", in_offset=a_add, in_h=2, in_w=2, in_c=O, out_offset=a_out, out_h=1, out_w=1,
+        dict(opcode="global_avgpool", in_offset=a_add, in_h=2, in_w=2, in_c=O, out_offset=a_gap, out_h=1, out_w=1,
              out_c=O),
+        # the max pool's pixel (0, 0) read as a 1x1x8 tensor: its first 8 floats
+        dict(opcode="concat", in_offset=a_gap, in_h=1, in_w=1, in_c=O, in2_offset=a_pool, out_offset=a_out, out_h=1,
+             out_w=1, out_c=2 * O),
     ]
     header = dict(arena_words=arena_words, weights_bytes=len(weights), input_offset=a_in, input_h=H, input_w=W,
-                  input_c=C, output_offset=a_out, output_h=1, output_w=1, output_c=O)
+                  input_c=C, output_offset=a_out, output_h=1, output_w=1, output_c=2 * O)
     program = pack_program(header, insns)
 
     # expected, in exact integer arithmetic
@@ -178,7 +182,8 @@ def smoke_program() -> tuple[bytes, bytes, np.ndarray, np.ndarray]:
     y = np.maximum(conv + bias.astype(np.int64) + res, 0)
     pool = y.reshape(2, 2, 2, 2, O).max(axis=(1, 3))
     add = 2 * pool
-    expected = (add.sum(axis=(0, 1)).astype(np.float64) / 4.0).astype(np.float32).reshape(1, 1, O)
+    gap = (add.sum(axis=(0, 1)).astype(np.float64) / 4.0).astype(np.float32)
+    expected = np.concatenate([gap, pool[0, 0].astype(np.float32)]).reshape(1, 1, 2 * O)
     assert np.all(np.abs(add) < 2**22), "smoke values must stay exact in float32"
     return program, weights, x, expected
 
@@ -221,10 +226,11 @@ def _field(index: int, name: str) -> int:
 
 
 # smoke_program's instructions: 0 PAD, 1 ACTIVATION, 2 CONV2D (3x3, 20 -> 8, residual), 3 MAXPOOL, 4 ADD,
-# 5 GLOBAL_AVGPOOL
+# 5 GLOBAL_AVGPOOL, 6 CONCAT
 SMOKE_MUTATIONS = [
     Mutation("magic", 1, 0, 0x12345678),
     Mutation("isa_version 1", 2, 1, 1),  # ISA 1: before bfp20 and the exponent check
+    Mutation("isa_version 2", 2, 1, 2),  # ISA 2: before CONCAT
     Mutation("isa_version 99", 2, 1, 99),
     Mutation("arena_words below the input", 4, HEADER_FIELDS.index("arena_words"), 10),
     Mutation("opcode 9", 3, _field(0, "opcode"), 9),
@@ -247,6 +253,9 @@ SMOKE_MUTATIONS = [
     Mutation("activation output past the arena", 4, _field(1, "out_offset"), 1 << 31),
     Mutation("global pool output not 1x1", 5, _field(5, "out_h"), 2),
     Mutation("pad output != input + pads", 5, _field(0, "out_h"), 5),
+    Mutation("concat out_c not above in_c", 5, _field(6, "out_c"), 8),
+    Mutation("concat output height != input height", 5, _field(6, "out_h"), 2),
+    Mutation("concat second operand past the arena", 4, _field(6, "in2_offset"), 1 << 30),
     *(Mutation(f"weight exponent {e}", 5, exponent=e) for e in (51, -51, -128, 127)),
 ]
 

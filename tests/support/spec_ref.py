@@ -136,6 +136,11 @@ def ref_global_avgpool(x):
     return canon(s / F32(H * W)).reshape(1, 1, C)
 
 
+def ref_concat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """CONCAT: each pixel's channels of a, then of b; a copy, NaNs stored canonical."""
+    return canon(np.concatenate([a, b], axis=-1))
+
+
 def single_op_program(insn: dict, in_shape, out_shape, weights: bytes = b"", extra: dict | None = None):
     """One instruction. The program input is a flat 1x1xN tensor at arena offset 0 holding the instruction's
     input followed by the extra tensors `extra` names (field -> element count, e.g. residual_offset, in2_offset),

@@ -73,7 +73,7 @@ def _vector_idealised(d: Instruction, _board: Board) -> int:
             return n_in + d.in_c + D
         case Opcode.ADD | Opcode.ACTIVATION:
             return n_in + D
-        case Opcode.PAD:
+        case Opcode.PAD | Opcode.CONCAT:
             return d.out_h * d.out_w * d.out_c + d.out_h * D
     raise ValueError(f"no v1 cost for opcode {d.opcode}")
 
@@ -124,6 +124,8 @@ def _vector_as_coded(d: Instruction) -> V1Cost:
             return V1Cost(n_in + D, 0, 8 * n_in)
         case Opcode.PAD:
             return V1Cost(n_out + pix * D, 0, 4 * (n_in + n_out))
+        case Opcode.CONCAT:  # the v1 kernel had no CONCAT: costed as the copy PAD's loop would make of it
+            return V1Cost(n_out + pix * D, 0, 8 * n_out)
     raise ValueError(f"no v1 cost for opcode {d.opcode}")
 
 

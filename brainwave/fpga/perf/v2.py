@@ -310,11 +310,11 @@ class _ConvRun:
 # ============================================================================================================
 # the vector unit
 
-_STREAMING = (Opcode.PAD, Opcode.ACTIVATION, Opcode.ADD)  # elementwise: an on-chip arena feeds them wider
+_STREAMING = (Opcode.PAD, Opcode.ACTIVATION, Opcode.ADD, Opcode.CONCAT)  # elementwise: an on-chip arena feeds them wider
 
 
 def v2_vector_op(d: Instruction, tgt: Target, var: Variant, where: Placement = Placement()) -> LayerCost:
-    """ADD, ACTIVATION, PAD, pools: VW floats (one port beat) per iteration, float32 in and out."""
+    """ADD, ACTIVATION, PAD, CONCAT, pools: VW floats (one port beat) per iteration, float32 in and out."""
     c = tgt.npu
     on_chip = where.arena_on_chip
     vw = c.port_bits // 32
@@ -344,6 +344,10 @@ def _vector_work(d: Instruction, c: NpuConfig, vw: int, pooled_ports: bool) -> t
             return iters, rd, 4 * n_out
         case Opcode.GLOBAL_AVGPOOL:
             return d.in_h * d.in_w * math.ceil(d.in_c / vw) + 2 * d.in_c, 4 * n_in, 4 * d.in_c
+        case Opcode.CONCAT:  # a copy: per pixel the first operand's beats, then the second's
+            n_in2 = d.in_h * d.in_w * (d.out_c - d.in_c)
+            return (d.out_h * d.out_w * (math.ceil(d.in_c / vw) + math.ceil((d.out_c - d.in_c) / vw)),
+                    4 * (n_in + n_in2), 4 * n_out)
     raise ValueError(f"no vector-unit cost for opcode {d.opcode}")
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from brainwave.errors import BrainwaveError
 
-from ..isa import Activation, Instruction, Opcode, Program
+from ..isa import Activation, Instruction, Opcode, OutputSlice, Program
 from ..ops import validate
 from ..numerics import DEFAULT_PRECISION, Precision
 from .packing import WeightsBlob
@@ -176,6 +176,12 @@ class ProgramBuilder:
         return self._emit(Opcode.ADD, a, a.shape, name, {"in2_offset": b},
                           activation=int(parse_activation(activation)))
 
+    def concat(self, a: Tensor, b: Tensor, name: str = "") -> Tensor:
+        """a's channels, then b's (CONCAT: the second operand's channel count is out_c - in_c)."""
+        if a.shape[:2] != b.shape[:2]:
+            raise CompileError(f"{name or 'concat'}: shapes {a.shape} and {b.shape} differ in height or width")
+        return self._emit(Opcode.CONCAT, a, (*a.shape[:2], a.shape[2] + b.shape[2]), name, {"in2_offset": b})
+
     def activation(self, x: Tensor, activation, name: str = "") -> Tensor:
         return self._emit(Opcode.ACTIVATION, x, x.shape, name, activation=int(parse_activation(activation)))
 
@@ -205,7 +211,8 @@ class ProgramBuilder:
                           pad_right=r)
 
     # ---- program
-    def build(self, output: Tensor) -> Program:
+    def build(self, output: Tensor, outputs: tuple[OutputSlice, ...] = ()) -> Program:
+        """`outputs`: the named outputs packed in `output`, for a program with several (docs/isa.md)."""
         if self._input is None:
             raise CompileError("the program has no input")
         offsets = self._layout(output)
@@ -218,7 +225,7 @@ class ProgramBuilder:
             insns.append(insn)
         arena_words = max((offsets[s] + n for s, n in self._sizes().items() if s in offsets), default=0)
         program = Program(insns, self._weights.tobytes(), arena_words, offsets[self._input.storage],
-                          self._input.shape, offsets[output.storage], output.shape)
+                          self._input.shape, offsets[output.storage], output.shape, outputs=outputs)
         validate(program)
         return program
 

@@ -11,6 +11,7 @@ The ops (docs/compiler.md has the table with every attribute):
     dense           x                kernel (N, Cout), bias, activation            (becomes a conv)
     batchnorm       x                scale, mean, offset: (x - mean) * scale + offset per channel
     add             x1 .. xn         activation
+    concat          x1 .. xn         (along the channel axis)
     activation      x                activation (NONE, RELU, RELU6)
     maxpool/avgpool x                kernel, strides, pads (padding cells skipped)
     global_avgpool  x
@@ -98,6 +99,12 @@ def _same(shapes: list[Shape], a: dict) -> Shape:
     return shapes[0]
 
 
+def _concat(shapes: list[Shape], a: dict) -> Shape:
+    if len(shapes) < 2 or any(s[:2] != shapes[0][:2] for s in shapes):
+        raise CompileError(f"cannot concatenate {shapes} along the channels (height and width must agree)")
+    return (*shapes[0][:2], sum(s[2] for s in shapes))
+
+
 def _pad(shapes: list[Shape], a: dict) -> Shape:
     (h, w, c), (t, l, b, r) = shapes[0], a["pads"]
     return h + t + b, w + l + r, c
@@ -123,6 +130,7 @@ SHAPE_RULES: dict[str, Callable[[list[Shape], dict], Shape]] = {
     "dense": _dense,
     "batchnorm": _same,
     "add": _same,
+    "concat": _concat,
     "activation": _same,
     "maxpool": _window,
     "avgpool": _window,
@@ -143,6 +151,7 @@ class Graph:
         self.outputs: list[str] = []
         self.input_layout: Layout = nhwc(self.shapes[input_name])
         self.output_layouts: list[Layout] = []
+        self.output_names: list[str] = []  # the framework's names of the outputs (a program's OutputSlices)
         self._fresh = itertools.count()
 
     # ---- building
@@ -164,9 +173,11 @@ class Graph:
         self.nodes.append(node)
         return node.out
 
-    def set_outputs(self, outputs: list[str], layouts: list[Layout] | None = None) -> None:
+    def set_outputs(self, outputs: list[str], layouts: list[Layout] | None = None,
+                    names: list[str] | None = None) -> None:
         self.outputs = list(outputs)
         self.output_layouts = layouts or [nhwc(self.shapes[v]) for v in outputs]
+        self.output_names = list(names) if names is not None else list(outputs)
 
     # ---- queries
     def producer(self, value: str) -> Node | None:

@@ -19,11 +19,10 @@ from .passes import run_passes
 
 _PASS_THROUGH = ("Dropout", "SpatialDropout2D", "GaussianDropout", "GaussianNoise", "Identity",
                  "ActivityRegularization")
-_SUPPORTED = ["Conv2D", "DepthwiseConv2D", "Dense", "BatchNormalization", "Add", "ReLU", "Activation",
+_SUPPORTED = ["Conv2D", "DepthwiseConv2D", "Dense", "BatchNormalization", "Add", "Concatenate", "ReLU", "Activation",
               "ZeroPadding2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
               "Reshape", "Flatten", *_PASS_THROUGH]
-_INSTEAD = {"LeakyReLU": "ReLU", "PReLU": "ReLU", "ELU": "ReLU", "Concatenate": "Add (no NPU concatenation yet)",
-            "SeparableConv2D": "DepthwiseConv2D then a 1x1 Conv2D", "Conv2DTranspose": "Conv2D",
+_INSTEAD = {"LeakyReLU": "ReLU", "PReLU": "ReLU", "ELU": "ReLU", "SeparableConv2D": "DepthwiseConv2D then a 1x1 Conv2D", "Conv2DTranspose": "Conv2D",
             "Multiply": "BatchNormalization (a per-channel scale)"}
 _ACTIVATIONS = {"linear": Activation.NONE, "relu": Activation.RELU, "relu6": Activation.RELU6}
 
@@ -60,8 +59,8 @@ class KerasFrontend:
     def __init__(self, model) -> None:
         self.model = model
         self.values: dict[int, str] = {}  # id(KerasTensor) -> IR value
-        if len(model.inputs) != 1 or len(model.outputs) != 1:
-            raise CompileError(f"model {model.name!r} must have one input and one output for the NPU")
+        if len(model.inputs) != 1:
+            raise CompileError(f"model {model.name!r} must have one input for the NPU")
         shape = tuple(model.inputs[0].shape[1:])
         if len(shape) != 3 or any(s is None for s in shape):
             raise CompileError(f"model input {model.inputs[0].shape} must be (batch, H, W, C) with known sizes")
@@ -75,7 +74,8 @@ class KerasFrontend:
                 raise UnsupportedLayerError(layer, f"it is called {len(nodes)} times (shared layers are not supported)")
             if type(layer).__name__ != "InputLayer":
                 self.layer(layer, list(nodes[0].input_tensors), nodes[0].output_tensors[0])
-        self.graph.set_outputs([self.values[id(self.model.outputs[0])]])
+        self.graph.set_outputs([self.values[id(t)] for t in self.model.outputs],
+                               names=list(self.model.output_names))
         return self.graph
 
     def layer(self, layer, inputs: list, output) -> None:
@@ -130,6 +130,12 @@ class KerasFrontend:
 
     def convert_Add(self, layer, x):
         return "add", dict(activation=Activation.NONE)
+
+    def convert_Concatenate(self, layer, x):
+        if layer.axis not in (-1, 3):
+            raise UnsupportedLayerError(layer, "the NPU concatenates along the channel axis only",
+                                        "Concatenate(axis=-1)")
+        return "concat", {}
 
     def convert_ZeroPadding2D(self, layer, x):
         (t, b), (l, r) = layer.padding

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..isa import Program
+from ..isa import OutputSlice, Program
 from ..numerics import Precision
 from .builder import CompileError, ProgramBuilder, Tensor
 from .ir import Graph, Node, activation_of
@@ -21,8 +21,6 @@ class Lowering:
 
     def run(self) -> Program:
         g = self.graph
-        if len(g.outputs) != 1:
-            raise CompileError(f"model {g.name!r} has {len(g.outputs)} outputs; an NPU program has one")
         self.values[g.input] = self.b.input(g.shapes[g.input])
         for node in g.nodes:
             lower = getattr(self, f"lower_{node.op}", None)
@@ -30,7 +28,22 @@ class Lowering:
                 raise CompileError(f"{node.describe()}: no NPU instruction for IR op {node.op!r} (a pass should "
                                    "have rewritten it)")
             self.values[node.out] = lower(node, *(self.values[v] for v in node.inputs))
-        return self.b.build(self.values[g.outputs[0]])
+        if len(g.outputs) == 1:
+            return self.b.build(self.values[g.outputs[0]])
+        return self.packed_outputs()
+
+    def packed_outputs(self) -> Program:
+        """Several outputs: an NPU program has one output tensor, so each output is flattened (a free view) and
+        they are concatenated in order; the program's `outputs` say where each one lies (docs/isa.md)."""
+        g = self.graph
+        flat = [self.b.reshape(self.values[v], (1, 1, int(np.prod(g.shapes[v])))) for v in g.outputs]
+        packed, slices, start = flat[0], [], 0
+        for value, name, tensor in zip(g.outputs, g.output_names, flat):
+            slices.append(OutputSlice(name, g.shapes[value], start))
+            start += tensor.size
+            if tensor is not flat[0]:
+                packed = self.b.concat(packed, tensor, f"outputs+{name}")
+        return self.b.build(packed, tuple(slices))
 
     def lower_conv(self, node: Node, x: Tensor, residual: Tensor | None = None) -> Tensor:
         a = node.attrs
@@ -48,6 +61,13 @@ class Lowering:
             last = i == len(operands) - 2
             out = self.b.add(out, other, activation_of(node) if last else None,
                              node.name if last else node.names[0])
+        return out
+
+    def lower_concat(self, node: Node, *operands: Tensor) -> Tensor:
+        """n operands: n - 1 CONCATs, each appending the next operand's channels."""
+        out = operands[0]
+        for i, other in enumerate(operands[1:]):
+            out = self.b.concat(out, other, node.name if i == len(operands) - 2 else node.names[0])
         return out
 
     def lower_activation(self, node: Node, x: Tensor) -> Tensor:

@@ -24,7 +24,7 @@ from .passes import run_passes
 
 OPSETS = range(13, 22)
 _NO_OPS = ("Identity", "Dropout")
-_INSTEAD = {"Concat": "Add (the NPU has no concatenation until ISA v3)", "Sigmoid": "Relu or Clip(0, 6)",
+_INSTEAD = {"Concat": "Add (the ONNX frontend does not lower Concat yet; Keras Concatenate becomes the NPU's CONCAT)", "Sigmoid": "Relu or Clip(0, 6)",
             "HardSigmoid": "Clip(0, 6)", "HardSwish": "Clip(0, 6)", "LeakyRelu": "Relu", "PRelu": "Relu",
             "Elu": "Relu", "Selu": "Relu", "Gelu": "Relu", "Softmax": "end the featurizer before Softmax and run "
             "it in a CPU stage (type: onnx)", "ConvTranspose": "Conv", "Resize": "none on the NPU (a CPU stage)",

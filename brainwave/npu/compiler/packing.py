@@ -27,6 +27,16 @@ def weight_blocks(kernel: np.ndarray, groups: int, in_c: int) -> np.ndarray:
     return pad_channels(kernel).reshape(-1, BLOCK)
 
 
+def blob_bytes(blocks_and_channels: "list[tuple[int, int]]", precision: Precision) -> int:
+    """Size of the weights blob `WeightsBlob` packs for convolutions of (weight blocks, out_c), in order, in
+    `precision`: what a program's weights would take in another precision, without quantizing anything."""
+    size = 0
+    for blocks, out_c in blocks_and_channels:
+        size += -size % 16 + blocks * precision.block_bytes + blocks
+        size += -size % 4 + 4 * out_c
+    return size
+
+
 class WeightsBlob:
     """Appends packed convolutions; offsets obey the kernel's alignment rules."""
 

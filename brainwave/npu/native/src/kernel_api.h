@@ -85,6 +85,7 @@ struct Kernels {
     void (*pad)(const Insn &d, float *arena, size_t begin, size_t end);              /* output pixels */
     void (*pool)(const Insn &d, float *arena, size_t begin, size_t end);             /* MAXPOOL, AVGPOOL: output pixels */
     void (*global_avgpool)(const Insn &d, float *arena, size_t begin, size_t end);   /* channel blocks */
+    void (*concat)(const Insn &d, float *arena, size_t begin, size_t end);           /* output pixels */
 };
 
 /* nullptr when the library was built without that path (e.g. not x86). Whether the CPU can run it is the

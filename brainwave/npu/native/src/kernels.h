@@ -367,6 +367,23 @@ void pad(const Insn &d, float *arena, size_t begin, size_t end) {
     }
 }
 
+/* CONCAT, output pixels [begin, end): the first operand's in_c channels, then the second's, copied (NaNs canonical). */
+void concat(const Insn &d, float *arena, size_t begin, size_t end) {
+    const uint32_t cb = d.out_c - d.in_c;
+    for (size_t pix = begin; pix < end; ++pix) {
+        const float *a = arena + d.in_off + (uint64_t)pix * d.in_c, *b = arena + d.in2_off + (uint64_t)pix * cb;
+        float *dst = arena + d.out_off + (uint64_t)pix * d.out_c;
+        for (uint32_t c0 = 0; c0 < d.in_c; c0 += kLanes) {
+            const uint32_t n = lanes_left(d.in_c, c0);
+            store_n(dst + c0, V::canon(load_n(a + c0, n)), n);
+        }
+        for (uint32_t c0 = 0; c0 < cb; c0 += kLanes) {
+            const uint32_t n = lanes_left(cb, c0);
+            store_n(dst + d.in_c + c0, V::canon(load_n(b + c0, n)), n);
+        }
+    }
+}
+
 /* MAXPOOL (first valid cell, then v > m ? v : m) and AVGPOOL (row-major float32 sum / count); cells outside the
  * input are skipped, a window without any writes +0.0. */
 void pool(const Insn &d, float *arena, size_t begin, size_t end) {
@@ -407,7 +424,7 @@ void global_avgpool(const Insn &d, float *arena, size_t begin, size_t end) {
 }
 
 constexpr Kernels make_kernels(const char *name) {
-    return Kernels{name, V::kPixels, quantize, conv_dense, conv_depthwise, eltwise, pad, pool, global_avgpool};
+    return Kernels{name, V::kPixels, quantize, conv_dense, conv_depthwise, eltwise, pad, pool, global_avgpool, concat};
 }
 
 } // namespace

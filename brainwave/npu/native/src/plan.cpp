@@ -192,6 +192,7 @@ std::vector<Range> unwritten_reads(const Plan &plan) {
         const uint64_t in = words_of(d.in_h, d.in_w, d.in_c), out = words_of(d.out_h, d.out_w, d.out_c);
         written.gaps(d.in_off, d.in_off + in, zero);
         if (d.op == BW_OP_ADD) written.gaps(d.in2_off, d.in2_off + in, zero);
+        if (d.op == BW_OP_CONCAT) written.gaps(d.in2_off, d.in2_off + words_of(d.in_h, d.in_w, d.out_c - d.in_c), zero);
         if (d.op == BW_OP_CONV2D && d.has_res) written.gaps(d.res_off, d.res_off + out, zero);
         written.add(d.out_off, d.out_off + out);
     }

@@ -208,6 +208,7 @@ class Runner {
         case BW_OP_GLOBAL_AVGPOOL:
             over((d.in_c + kLanes - 1) / kLanes, 1, [&](size_t b, size_t e) { k_.global_avgpool(d, b_.arena, b, e); });
             break;
+        case BW_OP_CONCAT: over(out_pixels, 16, [&](size_t b, size_t e) { k_.concat(d, b_.arena, b, e); }); break;
         default: over(out_pixels, 16, [&](size_t b, size_t e) { k_.pad(d, b_.arena, b, e); }); break;
         }
     }
