@@ -1,4 +1,4 @@
-"""DenseNet-121 featurizer (global-pool output, [1, 1, 1024]), Azure's `Densenet121` featurizer, 2.9 GMAC.
+"""DenseNet-121 featurizer (global-pool output, [1, 1, 1024]), Azure's `Densenet121` featurizer, 2.8 GMAC.
 
 Every layer of a dense block reads the concatenation of all the block's earlier outputs (the NPU's CONCAT,
 docs/isa.md) through a batch norm and a ReLU: with a ReLU between them the batch norm cannot fold into the

@@ -1,5 +1,5 @@
 """ResNet-152 v1 featurizer (output pool5, [1, 1, 2048]), Azure's `Resnet152` featurizer: ResNet-50's
-bottleneck blocks 3-8-36-3 instead of 3-4-6-3, 11.6 GMAC. Seeded weights (brainwave.models.seeded)."""
+bottleneck blocks 3-8-36-3 instead of 3-4-6-3, 11.3 GMAC. Seeded weights (brainwave.models.seeded)."""
 from __future__ import annotations
 
 from brainwave.models.catalog import FeaturizerSpec
