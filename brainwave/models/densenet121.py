@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from brainwave.models.catalog import FeaturizerSpec
-from brainwave.models.seeded import SEEDED_NOTE, seed_weights
-from brainwave.models.weights import load_weights_file
+from brainwave.models.seeded import SEEDED_NOTE, load_or_seed
 
 INPUT_SHAPE = (224, 224, 3)
 OUTPUT_DIMS = (1, 1, 1024)
@@ -24,12 +23,7 @@ def build(weights: Path | None, seed: int):
     backbone = keras.applications.DenseNet121(include_top=False, weights=None, input_shape=INPUT_SHAPE,
                                               pooling="avg", name="densenet121")
     pooled = keras.layers.Reshape(OUTPUT_DIMS, name="features")(backbone.output)
-    model = keras.Model(backbone.input, pooled, name="densenet121")
-    if weights is not None:
-        load_weights_file(model, weights)
-    else:
-        seed_weights(model, seed)
-    return model
+    return load_or_seed(keras.Model(backbone.input, pooled, name="densenet121"), weights, seed)
 
 
 SPEC = FeaturizerSpec(

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from brainwave.models.seeded import seed_weights
-from brainwave.models.weights import load_weights_file
+from brainwave.models.seeded import load_or_seed
 
 INPUT_SHAPE = (224, 224, 3)  # BGR minus the VGG means (the Brainwave ResNet-50 input stage)
 OUTPUT_DIMS = (1, 1, 2048)
@@ -22,12 +21,8 @@ def resnet_builder(application: str, backbone_name: str, model_name: str) -> Cal
             include_top=False, weights=None, input_shape=INPUT_SHAPE, pooling="avg", name=backbone_name
         )
         pooled = keras.layers.Reshape(OUTPUT_DIMS, name="pool5")(backbone.output)
-        model = keras.Model(backbone.input, pooled, name=model_name)
-        if weights is not None:
-            load_weights_file(model, weights)
-        else:
-            # The last BN of each residual branch ("..._3_bn") is damped so the identity path dominates.
-            seed_weights(model, seed, damped=lambda name: name.endswith("_3_bn"))
-        return model
+        # The last BN of each residual branch ("..._3_bn") is damped so the identity path dominates.
+        return load_or_seed(keras.Model(backbone.input, pooled, name=model_name), weights, seed,
+                            damped=lambda name: name.endswith("_3_bn"))
 
     return build

@@ -7,11 +7,23 @@ quantization and bit-exactness) without claiming any accuracy; `brainwave models
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 SEEDED_NOTE = "seeded (no ImageNet weights on the package registries)"
+
+
+def load_or_seed(model, weights: Path | None, seed: int, damped: Callable[[str], bool] = lambda name: False):
+    """`model` with the weights file's weights if one is given (brainwave.models.weights), else seeded."""
+    from brainwave.models.weights import load_weights_file
+
+    if weights is not None:
+        load_weights_file(model, weights)
+    else:
+        seed_weights(model, seed, damped)
+    return model
 
 
 def seed_weights(model, seed: int, damped: Callable[[str], bool] = lambda name: False) -> None:

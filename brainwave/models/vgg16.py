@@ -7,8 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from brainwave.models.catalog import FeaturizerSpec
-from brainwave.models.seeded import SEEDED_NOTE, seed_weights
-from brainwave.models.weights import load_weights_file
+from brainwave.models.seeded import SEEDED_NOTE, load_or_seed
 
 INPUT_SHAPE = (224, 224, 3)  # BGR minus the VGG means, as for ResNet
 OUTPUT_DIMS = (1, 1, 4096)
@@ -19,12 +18,7 @@ def build(weights: Path | None, seed: int):
 
     vgg = keras.applications.VGG16(include_top=True, weights=None, input_shape=INPUT_SHAPE)
     fc7 = keras.layers.Reshape(OUTPUT_DIMS, name="fc7")(vgg.get_layer("fc2").output)
-    model = keras.Model(vgg.input, fc7, name="vgg_16")  # without the 1000-way `predictions` layer
-    if weights is not None:
-        load_weights_file(model, weights)
-    else:
-        seed_weights(model, seed)
-    return model
+    return load_or_seed(keras.Model(vgg.input, fc7, name="vgg_16"), weights, seed)  # without `predictions`
 
 
 SPEC = FeaturizerSpec(
