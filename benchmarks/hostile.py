@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "samples"))
 from quickstart import DEMO_PHOTO, free_port, load_builder, wait_until_serving  # noqa: E402
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
