@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import signal
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,17 +23,9 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "samples"))
-from quickstart import DEMO_PHOTO, free_port, load_builder, wait_until_serving  # noqa: E402
+from common import PHOTO, REPO, ServeProcess, memory_mib, pipeline_builder  # a sibling script (benchmarks/ is on sys.path)
 
 console = Console(width=None if sys.stdout.isatty() else 200)
-
-
-def rss_mb(pid: int) -> tuple[float, float]:
-    """(current RSS, peak RSS) of a process in MB, from /proc."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
 def big_png(pixels: int = 39_900_000) -> bytes:
@@ -99,18 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     workdir = REPO / "build" / "hostile"
-    model_zip = load_builder(args.pipeline).build_model_zip(workdir / args.pipeline / "model.zip")
-    port = free_port()
-    address = f"127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "brainwave.cli", "serve", str(model_zip), "--host", "127.0.0.1",
-                               "--port", str(port), "--backend", args.backend, "--max-message-mb", "256"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    model_zip = pipeline_builder(args.pipeline).build_model_zip(workdir / args.pipeline / "model.zip")
+    server = ServeProcess(model_zip, "--backend", args.backend, "--max-message-mb", "256")
+    address = server.address
     try:
-        wait_until_serving(address, server, timeout=600)
-        photo = DEMO_PHOTO.read_bytes()
+        photo = PHOTO.read_bytes()
         requests = hostile_requests(photo)
         assert send(address, "photo", requests["truncated PNG"]) == "INVALID_ARGUMENT"
-        before = rss_mb(server.pid)
+        before = memory_mib(server.process.pid)
         codes: dict[str, set[str]] = {name: set() for name in requests}
         with console.status(f"{args.clients} clients x {args.rounds} rounds of {len(requests)} hostile requests..."):
             with ThreadPoolExecutor(args.clients) as pool:
@@ -120,14 +106,13 @@ def main(argv: list[str] | None = None) -> int:
                     for name, job in jobs:
                         codes[name].add(job.result())
         time.sleep(2.0)
-        after = rss_mb(server.pid)
+        after = memory_mib(server.process.pid)
         from brainwave.client import PredictionClient
 
         with PredictionClient(address) as client:
             still_serving = client.score_image(photo).shape == (1000,)
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+        server.stop()
 
     table = Table(title=f"{args.pipeline} on {args.backend}: {args.clients} clients x {args.rounds} rounds")
     for column in ("request", "bytes sent", "status codes"):
@@ -135,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, request in requests.items():
         table.add_row(name, f"{len(request.SerializeToString()):,}", ", ".join(sorted(codes[name])))
     console.print(table)
-    console.print(f"server RSS: {before[0]:.0f} MB before, {after[0]:.0f} MB after, peak {after[1]:.0f} MB "
-                  f"(peak before the mix {before[1]:.0f} MB); a real photo still scores: {still_serving}")
+    console.print(f"server RSS: {before[0]:.0f} MiB before, {after[0]:.0f} MiB after, peak {after[1]:.0f} MiB "
+                  f"(peak before the mix {before[1]:.0f} MiB); a real photo still scores: {still_serving}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({

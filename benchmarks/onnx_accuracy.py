@@ -13,25 +13,21 @@ command line must take one 224 x 224 RGB image, N x C x H x W (ImageNet mean/std
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common import REPO, script_module  # a sibling script (benchmarks/ is on sys.path)
+
+sys.path.insert(0, str(REPO))  # the test networks (tests/npu/onnx_nets.py) are built by the test package
 IMAGENET_MEAN = np.array([123.675, 116.28, 103.53], np.float32)
 IMAGENET_STD = np.array([58.395, 57.12, 57.375], np.float32)
 
 
 def _accuracy_report():
-    spec = importlib.util.spec_from_file_location("accuracy_report", REPO / "benchmarks" / "accuracy_report.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return script_module(REPO / "benchmarks" / "accuracy_report.py", "accuracy_report")
 
 
 def to_input(shape: tuple[int, ...], rgb: np.ndarray) -> np.ndarray:

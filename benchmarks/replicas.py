@@ -10,7 +10,6 @@ works that figure out from the per-replica service time measured here).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -18,22 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-PHOTO = REPO / "samples" / "images" / "chelsea.png"
-
-
-def load_module(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def memory_mib(pid: int) -> dict[str, float]:
-    """Resident memory now and at its peak (VmRSS, VmHWM) of a process, in MiB."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return {key: int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM")}
+from common import PHOTO, REPO, memory_mib, pipeline_builder, script_module  # a sibling script
 
 
 def measure(cluster, model: Path, workdir: Path, count: int, photo: bytes, clients: int, seconds: float,
@@ -49,12 +33,12 @@ def measure(cluster, model: Path, workdir: Path, count: int, photo: bytes, clien
         before = local.proxy.requests()
         load_before = os.getloadavg()[0]
         result = cluster.Load(local.proxy.address, photo, clients=clients, seconds=seconds).run()
-        memory = [memory_mib(r.process.pid) for r in local.replicas.values()]
+        memory = [memory_mib(r.process.pid) for r in local.replicas.values()]  # (now, peak)
         return {"replicas": count, "clients": clients, "seconds": result.seconds, "calls": result.ok,
                 "failed": result.failures, "per_second": result.throughput,
                 "per_replica": {n: c - before[n] for n, c in local.proxy.requests().items()},
                 "load_average": [load_before, os.getloadavg()[0]],
-                "rss_mib": [m["VmRSS"] for m in memory], "peak_rss_mib": [m["VmHWM"] for m in memory]}
+                "rss_mib": [now for now, _ in memory], "peak_rss_mib": [peak for _, peak in memory]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline", default="efficientnet-lite0", choices=["efficientnet-lite0", "resnet50"])
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    cluster = load_module("brainwave_local_cluster", REPO / "deploy" / "local" / "cluster.py")
-    builder = load_module("pipeline_build", REPO / "pipelines" / args.pipeline / "build.py")
+    cluster = script_module(REPO / "deploy" / "local" / "cluster.py", "brainwave_local_cluster")
+    builder = pipeline_builder(args.pipeline)
     photo = PHOTO.read_bytes()
     counts = [int(n) for n in args.replicas.split(",")]
     rows, single = [], {}

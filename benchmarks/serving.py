@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,9 +31,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "samples"))
-from quickstart import DEMO_PHOTO, free_port, load_builder, wait_until_serving  # noqa: E402
+from common import PHOTO, ServeProcess, pipeline_builder  # a sibling script (benchmarks/ is on sys.path)
 
 console = Console(width=None if sys.stdout.isatty() else 200)
 
@@ -70,23 +66,6 @@ def tiny_pipeline_zip(workdir: Path) -> Path:
     return definition.save(workdir / "tiny" / "model.zip")
 
 
-class Server:
-    def __init__(self, model_zip: Path, backend: str | None) -> None:
-        self.port, metrics_port = free_port(), free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        command = [sys.executable, "-m", "brainwave.cli", "serve", str(model_zip), "--host", "127.0.0.1", "--port",
-                   str(self.port), "--metrics-port", str(metrics_port)]
-        if backend:
-            command += ["--backend", backend]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until_serving(self.address, self.process, timeout=900)
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=60)
-
-
 def measure_overhead(model_zip: Path, backend: str | None, image: bytes, count: int) -> dict:
     from brainwave.client import PredictionClient
     from brainwave.pipeline import Pipeline
@@ -100,7 +79,7 @@ def measure_overhead(model_zip: Path, backend: str | None, image: bytes, count: 
         in_process.append(time.perf_counter() - start)
     labels = pipeline.stage_labels
     pipeline.close()
-    server = Server(model_zip, backend)
+    server = ServeProcess(model_zip, *(["--backend", backend] if backend else []))
     try:
         with PredictionClient(server.address) as client:
             time_calls(lambda: client.score_image(image), 3)
@@ -113,7 +92,7 @@ def measure_overhead(model_zip: Path, backend: str | None, image: bytes, count: 
             "overhead_p99_ms": b["p99_ms"] - a["p99_ms"], "stage_median_ms": stage_ms}
 
 
-def measure_throughput(server: Server, image: bytes, clients: list[int], seconds: float) -> list[dict]:
+def measure_throughput(server: ServeProcess, image: bytes, clients: list[int], seconds: float) -> list[dict]:
     """Closed loop at each number of clients, for `seconds` each after a second of warm-up: `brainwave bench`'s
     engine (brainwave.bench), the same code and percentiles as the command, with the server's stage times."""
     from brainwave.bench import BenchConfig, run_bench
@@ -135,19 +114,19 @@ def main() -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
-    image = DEMO_PHOTO.read_bytes()
+    image = PHOTO.read_bytes()
     workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     with console.status("building pipelines..."):
-        model_zip = load_builder(args.pipeline).build_model_zip(workdir / args.pipeline / "model.zip")
+        model_zip = pipeline_builder(args.pipeline).build_model_zip(workdir / args.pipeline / "model.zip")
         tiny_zip = tiny_pipeline_zip(workdir)
-    results = {"pipeline": args.pipeline, "image": DEMO_PHOTO.name, "cpus": os.cpu_count(), "backends": {}}
+    results = {"pipeline": args.pipeline, "image": PHOTO.name, "cpus": os.cpu_count(), "backends": {}}
     with console.status("tiny pipeline: in-process vs gRPC..."):
         results["tiny_pipeline"] = measure_overhead(tiny_zip, None, image, args.requests * 5)
     for backend in args.backends:
         entry = results["backends"][backend] = {}
         with console.status(f"{args.pipeline} on {backend}: in-process vs gRPC..."):
             entry["overhead"] = measure_overhead(model_zip, backend, image, args.requests)
-        server = Server(model_zip, backend)
+        server = ServeProcess(model_zip, "--backend", backend)
         try:
             with console.status(f"{args.pipeline} on {backend}: {', '.join(map(str, args.clients))} concurrent clients..."):
                 entry["throughput"] = measure_throughput(server, image, args.clients, args.seconds)

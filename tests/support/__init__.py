@@ -36,24 +36,25 @@ def skimage_image(name: str) -> Path:
     return path
 
 
-def _script_module(path: Path, module_name: str):
-    """The script at `path` as the module `module_name` (registered first, as dataclasses need)."""
-    spec = importlib.util.spec_from_file_location(module_name, path)
+@functools.cache
+def _scripts():
+    """benchmarks/common.py, which loads scripts that are not in a package (benchmarks, pipelines) by path. It is
+    registered as `common`, the name the benchmark scripts import it by."""
+    spec = importlib.util.spec_from_file_location("common", REPO / "benchmarks" / "common.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
+    sys.modules["common"] = module
     spec.loader.exec_module(module)
     return module
 
 
 def pipeline_builder(name: str):
     """pipelines/<name>/build.py as a module (the pipelines are user-facing scripts, not a package)."""
-    return _script_module(REPO / "pipelines" / name / "build.py", f"pipeline_build_{name.replace('-', '_')}")
+    return _scripts().pipeline_builder(name)
 
 
-@functools.cache
 def benchmark_module(name: str):
     """benchmarks/<name>.py as a module (the benchmarks are scripts, not a package), loaded once."""
-    return _script_module(REPO / "benchmarks" / f"{name}.py", f"benchmark_{name}")
+    return _scripts().script_module(REPO / "benchmarks" / f"{name}.py", name)
 
 
 def photo_input(network: str) -> np.ndarray:
