@@ -125,8 +125,20 @@ def mobilenet_v2_onnx():
     return onnx_nets.mobilenet_v2(RNG.uniform(-1, 1, (4, 224, 224, 3)).astype(np.float32))
 
 
+def test_concat_along_the_channels_becomes_the_npu_s_concat():
+    """Two branches joined on axis 1 (channels in N x C x H x W), then a conv over the joined tensor."""
+    n = helper.make_node
+    nodes = [n("Conv", ["x", "wa"], ["a"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             n("Conv", ["x", "wb"], ["b"], kernel_shape=[1, 1]),
+             n("Concat", ["a", "b", "x"], ["cat"], axis=1),
+             n("Conv", ["cat", "wc"], ["y"], kernel_shape=[1, 1])]
+    inits = [const("wa", weights(5, 3, 3, 3)), const("wb", weights(7, 3, 1, 1)), const("wc", weights(4, 15, 1, 1))]
+    compiled = check(model(nodes, [1, 3, 9, 11], [1, 4, 9, 11], inits), (1, 3, 9, 11))
+    assert sum(i.op == Opcode.CONCAT for i in compiled.program.instructions) == 2  # three operands, two CONCATs
+
+
 @pytest.mark.parametrize("node, inits, why, alternative", [
-    (helper.make_node("Concat", ["x", "x"], ["y"], name="cat", axis=1), [], "no NPU lowering", "Add"),
+    (helper.make_node("Concat", ["x", "x"], ["y"], name="rows", axis=2), [], "channels only", "channel axis"),
     (helper.make_node("Sigmoid", ["x"], ["y"], name="sig"), [], "no NPU lowering", "Relu or Clip"),
     (helper.make_node("Clip", ["x", "lo", "hi"], ["y"], name="clip4"),
      [const("lo", np.float32(0)), const("hi", np.float32(4))], "relu6", "Relu or Clip"),

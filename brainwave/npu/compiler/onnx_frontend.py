@@ -24,7 +24,7 @@ from .passes import run_passes
 
 OPSETS = range(13, 22)
 _NO_OPS = ("Identity", "Dropout")
-_INSTEAD = {"Concat": "Add (the ONNX frontend does not lower Concat yet; Keras Concatenate becomes the NPU's CONCAT)", "Sigmoid": "Relu or Clip(0, 6)",
+_INSTEAD = {"Sigmoid": "Relu or Clip(0, 6)",
             "HardSigmoid": "Clip(0, 6)", "HardSwish": "Clip(0, 6)", "LeakyRelu": "Relu", "PRelu": "Relu",
             "Elu": "Relu", "Selu": "Relu", "Gelu": "Relu", "Softmax": "end the featurizer before Softmax and run "
             "it in a CPU stage (type: onnx)", "ConvTranspose": "Conv", "Resize": "none on the NPU (a CPU stage)",
@@ -270,6 +270,21 @@ class OnnxFrontend:
             self.keep(node, self.graph.add("add", [x, y], dict(activation=Activation.NONE), name, node.op_type), lx)
         else:
             self.per_channel(node, name, lambda c: dict(offset=c))
+
+    def op_Concat(self, node, name: str, a: dict) -> None:
+        """Concatenation along the channels (the NPU's CONCAT): every operand a 4-D tensor laid out alike."""
+        operands = [self.tensor(v, f"{name}: input") for v in node.input]
+        layout = operands[0][1]
+        axis = a.get("axis", 1) % max(len(layout.shape), 1)
+        if len(layout.shape) != 4 or layout.frame != layout.shape or channel_axis(layout) != axis:
+            raise self.fail(node, name, f"a concatenation along axis {a.get('axis', 1)} of a tensor of shape "
+                                        f"{layout.shape} (the NPU concatenates channels only)", "Concat on the channel axis")
+        if any(other.perm != layout.perm for _, other in operands):
+            raise self.fail(node, name, "its operands are laid out differently", "Concat of alike tensors")
+        shape = list(layout.shape)
+        shape[axis] = sum(other.shape[axis] for _, other in operands)
+        value = self.graph.add("concat", [v for v, _ in operands], {}, name, node.op_type)
+        self.keep(node, value, Layout(tuple(shape), tuple(shape), layout.perm))
 
     def op_Mul(self, node, name: str, a: dict) -> None:
         self.per_channel(node, name, lambda c: dict(scale=c))
