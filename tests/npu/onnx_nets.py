@@ -6,6 +6,8 @@ accuracy comparison with onnxruntime (benchmarks/onnx_accuracy.py).
   convolutions and batch-norm statistics drawn so activations keep their scale (like the catalog's ResNet-50).
 - `mobilenet_v2()`: Keras' MobileNetV2 exported by tf2onnx (N x H x W x C input and a Transpose, Pad + Conv,
   grouped Conv, Clip(0, 6), batch norms as Mul + Add, MatMul classifier).
+- `efficientnet_lite2()`: the catalog's EfficientNet-Lite2 with its trained weights and ImageNet classifier,
+  exported by tf2onnx: a trained MobileNet-style network through the ONNX path (260 x 260 N x H x W x C input).
 
 Random weights make a degenerate classifier: the pooled features share a large common part, so every photo
 gets the same top-1 and agreement would mean nothing. Given a batch of photos, both builders therefore set
@@ -130,9 +132,8 @@ def calibrate(model, batch: np.ndarray):
 def mobilenet_v2(calibration: np.ndarray, alpha: float = 1.0, seed: int = 0):
     """Keras MobileNetV2 (logits, no softmax) through tf2onnx; `calibration` is a batch of (N, 224, 224, 3)
     inputs in [-1, 1] that sets the batch-norm statistics and centres the classifier's features."""
+    from brainwave.tf_runtime import keras, tf  # first: TensorFlow loads quietly (tf2onnx imports it too)
     import tf2onnx
-
-    from brainwave.tf_runtime import keras, tf
 
     keras.utils.set_random_seed(seed)
     model = keras.applications.MobileNetV2(input_shape=(224, 224, 3), alpha=alpha, weights=None,
@@ -150,6 +151,24 @@ def mobilenet_v2(calibration: np.ndarray, alpha: float = 1.0, seed: int = 0):
     features = keras.Model(model.input, head.input)(batch, training=False).numpy()
     head.set_weights(list(_standardized(*head.get_weights(), features)))
     spec = (tf.TensorSpec((1, 224, 224, 3), tf.float32, name="input"),)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET)
+    return proto
+
+
+def efficientnet_lite2():
+    """EfficientNet-Lite2 (trained featurizer + ImageNet classifier, logits) through tf2onnx; input (1, 260, 260, 3)
+    in [-1, 1]."""
+    from brainwave.tf_runtime import keras, tf  # first: TensorFlow loads quietly (tf2onnx imports it too)
+    import tf2onnx
+
+    from brainwave.models.efficientnet_lite import LITE2
+
+    size = LITE2.size
+    images = keras.Input(LITE2.input_shape, batch_size=1)
+    logits = keras.layers.Dense(1000, name="fc")(keras.layers.Flatten()(LITE2.build(None, 0)(images)))
+    model = keras.Model(images, logits)
+    model.get_layer("fc").set_weights(list(LITE2.classifier_weights()))
+    spec = (tf.TensorSpec((1, size, size, 3), tf.float32, name="images"),)
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET)
     return proto
 

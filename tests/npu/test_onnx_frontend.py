@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from brainwave.npu.compiler import CompileError, UnsupportedOpError  # noqa: E402
 from brainwave.npu.compiler.onnx_frontend import compile_onnx, onnx_graph  # noqa: E402
 from brainwave.npu.executor import create_executor  # noqa: E402
+from brainwave.models.efficientnet_lite import LITE2  # noqa: E402
 from brainwave.npu.isa import Opcode  # noqa: E402
 from tests.npu import onnx_nets  # noqa: E402
 
@@ -117,6 +118,17 @@ def test_cnns_the_catalog_does_not_have(net, mobilenet_v2_onnx):
                      min_cosine=0.9999 if net == "resnet18" else 0.999)
     convs = sum(i.op == Opcode.CONV2D for i in compiled.program.instructions)
     assert convs == {"resnet18": 21, "mobilenet_v2": 53}[net]  # every batch norm, add and ReLU fused away
+
+
+def test_trained_efficientnet_lite2_through_tf2onnx():
+    """A trained MobileNet-style network through the ONNX path: native == C-sim bytes, and close to onnxruntime
+    (benchmarks/onnx_accuracy.py measures its top-1 agreement on photos: 100% in bfp20)."""
+    pytest.importorskip("tf2onnx")
+    compiled = check(onnx_nets.efficientnet_lite2(), (1, 260, 260, 3), min_cosine=0.9999)
+    blocks = LITE2.block_configs()  # each: depthwise + projection, and an expansion unless its ratio is 1
+    convs = 1 + sum(2 + (block["expand_ratio"] != 1) for block in blocks) + 1 + 1  # + stem, head, classifier
+    assert [i.op for i in compiled.program.instructions] == [Opcode.CONV2D] * (convs - 1) + [
+        Opcode.GLOBAL_AVGPOOL, Opcode.CONV2D]  # every batch norm, ReLU6 and residual add fused away
 
 
 @pytest.fixture(scope="module")
