@@ -5,7 +5,9 @@
 #
 # Reads bitstreams/BOARD/manifest.json (part, clock, NPU base address, VLNV), builds the block design
 #   PS (zynq_ultra_ps_e / processing_system7) --M_AXI_HPM0_FPD / M_AXI_GP0--> npu_run_0/s_axi_control
-#   npu_run_0/m_axi_gmem0,1,2 --> S_AXI_HP0/1/2 (PS DDR), npu_run_0/ap_clk = pl_clk0 / FCLK_CLK0
+#   npu_run_0/m_axi_gmem0 (program, status) --> S_AXI_HPC0_FPD / S_AXI_GP0,
+#   npu_run_0/m_axi_gmem1..4 (weights, weights_b, arena, arena_b) --> S_AXI_HP0..3 (PS DDR),
+#   npu_run_0/ap_clk = pl_clk0 / FCLK_CLK0
 # and writes bitstreams/BOARD/npu.bit and npu.hwh (PYNQ loads the pair). The NPU's interrupt is left
 # unconnected: the driver polls ap_done.
 # Not run in this repository's CI (no AMD tools there).
@@ -46,22 +48,24 @@ create_bd_design npu_overlay
 if {[string match "xc7z*" $part]} {
     set ps [create_bd_cell -type ip -vlnv xilinx.com:ip:processing_system7 processing_system7_0]
     set_property -dict [list CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ $clock_mhz CONFIG.PCW_USE_S_AXI_HP0 1 \
-        CONFIG.PCW_USE_S_AXI_HP1 1 CONFIG.PCW_USE_S_AXI_HP2 1 CONFIG.PCW_USE_M_AXI_GP0 1] $ps
+        CONFIG.PCW_USE_S_AXI_HP1 1 CONFIG.PCW_USE_S_AXI_HP2 1 CONFIG.PCW_USE_S_AXI_HP3 1 \
+        CONFIG.PCW_USE_S_AXI_GP0 1 CONFIG.PCW_USE_M_AXI_GP0 1] $ps
     apply_bd_automation -rule xilinx.com:bd_rule:processing_system7 \
         -config {make_external "FIXED_IO, DDR" apply_board_preset "1"} $ps
     set master processing_system7_0/M_AXI_GP0
-    set hp {S_AXI_HP0 S_AXI_HP1 S_AXI_HP2}
+    set hp {S_AXI_GP0 S_AXI_HP0 S_AXI_HP1 S_AXI_HP2 S_AXI_HP3}
     set clk processing_system7_0/FCLK_CLK0
 } else {
     set ps [create_bd_cell -type ip -vlnv xilinx.com:ip:zynq_ultra_ps_e zynq_ultra_ps_e_0]
     catch {apply_bd_automation -rule xilinx.com:bd_rule:zynq_ultra_ps_e -config {apply_board_preset "1"} $ps}
     set_property -dict [list CONFIG.PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ $clock_mhz \
         CONFIG.PSU__USE__M_AXI_GP0 1 CONFIG.PSU__USE__M_AXI_GP1 0 CONFIG.PSU__USE__M_AXI_GP2 0 \
-        CONFIG.PSU__USE__S_AXI_GP2 1 CONFIG.PSU__USE__S_AXI_GP3 1 CONFIG.PSU__USE__S_AXI_GP4 1 \
+        CONFIG.PSU__USE__S_AXI_GP0 1 CONFIG.PSU__USE__S_AXI_GP2 1 CONFIG.PSU__USE__S_AXI_GP3 1 \
+        CONFIG.PSU__USE__S_AXI_GP4 1 CONFIG.PSU__USE__S_AXI_GP5 1 \
         CONFIG.PSU__SAXIGP2__DATA_WIDTH 128 CONFIG.PSU__SAXIGP3__DATA_WIDTH 128 \
-        CONFIG.PSU__SAXIGP4__DATA_WIDTH 128] $ps
+        CONFIG.PSU__SAXIGP4__DATA_WIDTH 128 CONFIG.PSU__SAXIGP5__DATA_WIDTH 128] $ps
     set master zynq_ultra_ps_e_0/M_AXI_HPM0_FPD
-    set hp {S_AXI_HP0_FPD S_AXI_HP1_FPD S_AXI_HP2_FPD}
+    set hp {S_AXI_HPC0_FPD S_AXI_HP0_FPD S_AXI_HP1_FPD S_AXI_HP2_FPD S_AXI_HP3_FPD}
     set clk zynq_ultra_ps_e_0/pl_clk0
 }
 
@@ -69,7 +73,7 @@ create_bd_cell -type ip -vlnv $vlnv $instance
 apply_bd_automation -rule xilinx.com:bd_rule:axi4 \
     -config [list Master "/$master" Clk_master "/$clk" Clk_slave "/$clk" Clk_xbar "/$clk"] \
     [get_bd_intf_pins $instance/s_axi_control]
-foreach i {0 1 2} {
+foreach i {0 1 2 3 4} {
     apply_bd_automation -rule xilinx.com:bd_rule:axi4 \
         -config [list Slave "/[get_property NAME $ps]/[lindex $hp $i]" Clk_master "/$clk" Clk_slave "/$clk" \
                  Clk_xbar "/$clk"] [get_bd_intf_pins $instance/m_axi_gmem$i]

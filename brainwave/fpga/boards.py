@@ -62,6 +62,22 @@ def npu_vlnv() -> str:
     return npu_ip()["vlnv"]
 
 
+def npu_pointer_args() -> tuple[str, ...]:
+    """The kernel's pointer arguments (each an m_axi master with a 64-bit address register), in register order."""
+    ip = npu_ip()
+    return tuple(sorted(ip["m_axi_interfaces"], key=ip["registers"].__getitem__))
+
+
+def npu_buffer_of(arg: str) -> str:
+    """The buffer a pointer argument addresses: a second port (weights_b, arena_b) takes its first port's."""
+    return npu_ip()["second_ports"].get(arg, arg)
+
+
+def npu_ports_onto(buffer: str) -> int:
+    """How many m_axi masters the kernel has onto one buffer ("weights", "arena")."""
+    return sum(1 for arg in npu_ip()["m_axi_interfaces"] if npu_buffer_of(arg) == buffer)
+
+
 def compiler_isa_version() -> int:
     """The ISA version programs are compiled for (what an overlay must implement)."""
     from brainwave.npu.isa import ISA_VERSION

@@ -6,7 +6,7 @@
 The .hwh is the XML Vivado writes beside a .bit; PYNQ's parser (pynq.pl_server.hwh_parser) reads it to find
 the IP, its address and its register map. The committed one describes the block design that
 bitstreams/build_overlay.tcl builds (PS + the `npu_run` HLS IP as `npu_run_0`, s_axi_control on the PS
-master port, the three m_axi masters on PS DDR). After a real Vivado build the generated .hwh replaces it;
+master port, the five m_axi masters on PS DDR). After a real Vivado build the generated .hwh replaces it;
 `check_hwh` then verifies Vivado's register map against npu_ip.json.
 """
 from __future__ import annotations
@@ -19,7 +19,8 @@ from xml.etree import ElementTree as ET
 
 from brainwave.errors import BrainwaveError
 
-from .boards import BITSTREAMS_DIR, BOARDS, NPU_INSTANCE, Board, compiler_isa_version, get_board, npu_ip
+from .boards import (BITSTREAMS_DIR, BOARDS, NPU_INSTANCE, Board, compiler_isa_version, get_board, npu_ip,
+                     npu_pointer_args)
 
 ISA_PARAM = "BW_ISA_VERSION"  # .hwh parameter of the NPU cell carrying the ISA version the kernel implements
 
@@ -42,7 +43,6 @@ _SCALAR_REGS = {"AP_CTRL": ("CTRL", "Control signals", _CTRL_FIELDS),
                 "ISR": ("IP_ISR", "IP Interrupt Status Register", [("CHAN0_INT_ST", 0, 1, "read-write"),
                                                                    ("CHAN1_INT_ST", 1, 1, "read-write"),
                                                                    ("RESERVED_0", 2, 30, "read-only")])}
-POINTER_ARGS = ("program", "weights", "arena", "status")
 
 
 def hwh_registers() -> list[tuple[str, int, str, list]]:
@@ -51,11 +51,18 @@ def hwh_registers() -> list[tuple[str, int, str, list]]:
     out = []
     for key, (name, desc, fields) in _SCALAR_REGS.items():
         out.append((name, regs[key], desc, fields))
-    for arg in POINTER_ARGS:
+    for arg in npu_pointer_args():
         base = regs[arg]
         out.append((f"{arg}_1", base, f"Data signal of {arg}", [(f"{arg}", 0, 32, "read-write")]))
         out.append((f"{arg}_2", base + 4, f"Data signal of {arg}", [(f"{arg}", 0, 32, "read-write")]))
+    for arg in _scalar_args():
+        out.append((arg, regs[arg], f"Data signal of {arg}", [(arg, 0, 32, "read-write")]))
     return out
+
+
+def _scalar_args() -> list[str]:
+    """The kernel's 32-bit scalar arguments (`mode`): registers that are neither block control nor pointers."""
+    return [k for k in npu_ip()["registers"] if k not in _SCALAR_REGS and k not in npu_pointer_args()]
 
 
 def _sub(parent, tag, **attrs):
@@ -89,8 +96,11 @@ def generate_hwh(board: Board, isa_version: int | None = None) -> str:
     vendor, library, name, version = ip["vlnv"].split(":")
     ps_type, ps_inst, ps_params = _ps_params(board)
     master = "M_AXI_GP0" if board.family == "zynq" else "M_AXI_HPM0_FPD"
-    hp_ports = ["S_AXI_HP0", "S_AXI_HP1", "S_AXI_HP2"] if board.family == "zynq" else \
-        ["S_AXI_HP0_FPD", "S_AXI_HP1_FPD", "S_AXI_HP2_FPD"]
+    # gmem0 (program, status: a few words) on a general slave port; the four bulk masters on HP0-HP3
+    hp_ports = ["S_AXI_GP0", "S_AXI_HP0", "S_AXI_HP1", "S_AXI_HP2", "S_AXI_HP3"] if board.family == "zynq" else \
+        ["S_AXI_HPC0_FPD", "S_AXI_HP0_FPD", "S_AXI_HP1_FPD", "S_AXI_HP2_FPD", "S_AXI_HP3_FPD"]
+    masters = sorted(set(ip["m_axi_interfaces"].values()))
+    assert len(masters) == len(hp_ports), "one PS slave port per m_axi master of hls/npu_ip.json"
     clk = "FCLK_CLK0" if board.family == "zynq" else "pl_clk0"
     rst = "FCLK_RESET0_N" if board.family == "zynq" else "pl_resetn0"
     span = 0x10000
@@ -119,10 +129,10 @@ def generate_hwh(board: Board, isa_version: int | None = None) -> str:
                IPTYPE="PERIPHERAL", IS_ENABLE="1", MODCLASS="PERIPHERAL", MODTYPE=name, VLNV=ip["vlnv"])
     _sub(npu, "DOCUMENTS")
     pars = _sub(npu, "PARAMETERS")
-    for k, v in (("C_S_AXI_CONTROL_ADDR_WIDTH", 6), ("C_S_AXI_CONTROL_DATA_WIDTH", 32),
-                 ("C_M_AXI_GMEM0_DATA_WIDTH", 32), ("C_M_AXI_GMEM1_DATA_WIDTH", 128),
-                 ("C_M_AXI_GMEM2_DATA_WIDTH", 32), ("C_M_AXI_GMEM0_ADDR_WIDTH", 64),
-                 ("C_M_AXI_GMEM1_ADDR_WIDTH", 64), ("C_M_AXI_GMEM2_ADDR_WIDTH", 64),
+    widths = [(f"C_{m.upper()}_{what}_WIDTH", w) for m in masters
+              for what, w in (("DATA", 32 if m.endswith("gmem0") else 128), ("ADDR", 64))]
+    for k, v in (("C_S_AXI_CONTROL_ADDR_WIDTH", (ip["address_range"] - 1).bit_length()),
+                 ("C_S_AXI_CONTROL_DATA_WIDTH", 32), *widths,
                  ("Component_Name", f"npu_overlay_{name}_0_0"), ("EDK_IPTYPE", "PERIPHERAL"),
                  ("C_S_AXI_CONTROL_BASEADDR", f"0x{board.npu_base:08X}"),
                  ("C_S_AXI_CONTROL_HIGHADDR", f"0x{board.npu_base + span - 1:08X}"),
@@ -143,10 +153,10 @@ def generate_hwh(board: Board, isa_version: int | None = None) -> str:
                            ("BIT_OFFSET", bit), ("BIT_WIDTH", width)):
                 _sub(f, "PROPERTY", NAME=pn, VALUE=pv)
     mm = _sub(npu, "MEMORYMAP")
-    for i, port in enumerate(hp_ports):
+    for master, port in zip(masters, hp_ports):
         _sub(mm, "MEMRANGE", ADDRESSBLOCK="HP_DDR_LOW", BASENAME="C_BASEADDR",
              BASEVALUE=f"0x{0:016X}", HIGHNAME="C_HIGHADDR", HIGHVALUE=f"0x{0x7FFFFFFF:016X}",
-             INSTANCE=ps_inst, IS_DATA="TRUE", IS_INSTRUCTION="TRUE", MASTERBUSINTERFACE=f"m_axi_gmem{i}",
+             INSTANCE=ps_inst, IS_DATA="TRUE", IS_INSTRUCTION="TRUE", MASTERBUSINTERFACE=master,
              MEMTYPE="MEMORY", SLAVEBUSINTERFACE=port)
     ports = _sub(npu, "PORTS")
     _sub(ports, "PORT", CLKFREQUENCY=int(board.clock_mhz * 1e6), DIR="I", NAME="ap_clk", SIGIS="clk",
@@ -223,12 +233,15 @@ def hwh_register_offsets(module: ET.Element) -> dict[str, int]:
     for key, (name, _, _) in _SCALAR_REGS.items():
         if name in offsets:
             out[key] = offsets[name]
-    for arg in POINTER_ARGS:
+    for arg in npu_pointer_args():
         lo, hi = offsets.get(f"{arg}_1"), offsets.get(f"{arg}_2")
         if lo is not None:
             out[arg] = lo
             if hi != lo + 4:
                 out[f"{arg}_high"] = hi
+    for arg in _scalar_args():
+        if arg in offsets:
+            out[arg] = offsets[arg]
     return out
 
 

@@ -10,9 +10,9 @@ REGISTER_RW path) and `pynq.allocate` run against it.
   `pynq.buffer.PynqBuffer` (the CPU's cached view, separate memory) with a physical address; `flush()` copies
   the CPU view to DDR and `invalidate()` copies DDR back, so a driver that forgets to sync sees stale data, as
   on a non-coherent port.
-- The NPU: a 64-byte s_axi_control register file (AP_CTRL/GIE/IER/ISR, four 64-bit pointers). A write of
-  ap_start latches the pointers and runs `npu_run` on the DDR those addresses map to, on a worker thread;
-  ap_done rises when it returns (clear on read), ap_idle/ap_ready as Vitis HLS generates them.
+- The NPU: a 128-byte s_axi_control register file (AP_CTRL/GIE/IER/ISR, six 64-bit pointers, `mode`). A write
+  of ap_start latches the pointers and the mode and runs `npu_run` on the DDR those addresses map to, on a
+  worker thread; ap_done rises when it returns (clear on read), ap_idle/ap_ready as Vitis HLS generates them.
 - Fault knobs (`board.inject_fault(kind, count)`): "hang" (done never rises until the PL is re-downloaded),
   "spurious_done" (done rises without running), "corrupt_output" (a NaN written into the output tensor),
   "bitflip_output" (one mantissa bit of the output flipped: finite, only a second run can see it).
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from brainwave.npu.isa import HEADER_WORDS, INSN_WORDS, decode_header
+from brainwave.npu.isa import HEADER_WORDS, INSN_WORDS, RunMode, decode_header
 
-from .boards import Board, get_board, npu_ip
+from .boards import Board, get_board, npu_ip, npu_pointer_args
 from .hwh import OverlayError, parse_hwh
 
 _ALIGN = 4096
@@ -126,7 +126,8 @@ class SimNpu:
 
     # execution ------------------------------------------------------------------------------------------
     def _start(self) -> None:
-        ptrs = {n: self._pointer(n) for n in ("program", "weights", "arena", "status")}
+        ptrs = {n: self._pointer(n) for n in npu_pointer_args()}
+        ptrs["mode"] = int(self.regs[self.reg["mode"] // 4])  # a scalar argument, latched with the pointers
         fault = self.board._take_fault()
         self._busy, self._done, self._ready = True, False, False
         self.runs += 1
@@ -157,17 +158,20 @@ class SimNpu:
             head = decode_header(board.ddr_view(ptrs["program"], HEADER_WORDS * 4, np.uint8))
             n_insn, arena_words, weights_bytes = head["num_instructions"], head["arena_words"], head["weights_bytes"]
             program = board.ddr_view(ptrs["program"], 4 * (HEADER_WORDS + INSN_WORDS * min(n_insn, 1 << 20)), np.uint32)
-            weights = board.ddr_view(ptrs["weights"], max(weights_bytes, 1), np.uint8)
-            arena = board.ddr_view(ptrs["arena"], 4 * max(arena_words, 1), np.float32)
+            # each port sees DDR at its own register's address, as the m_axi masters do (a driver that leaves
+            # weights_b or arena_b unset gets what a board would: half the beats from the wrong place)
+            weights, weights_b = (board.ddr_view(ptrs[n], max(weights_bytes, 1), np.uint8)
+                                  for n in ("weights", "weights_b"))
+            arena, arena_b = (board.ddr_view(ptrs[n], 4 * max(arena_words, 1), np.float32) for n in ("arena", "arena_b"))
             status = board.ddr_view(ptrs["status"], 4, np.uint32)
         except MemoryError:
             # an AXI decode error on real hardware: the master stalls and done never rises
             abort.wait()
             return
-        call_npu_run(program, weights, arena, status)
+        call_npu_run(program, weights, arena, status, weights_b=weights_b, arena_b=arena_b, mode=ptrs["mode"])
         if abort.is_set():
             return
-        if fault in ("corrupt_output", "bitflip_output") and status[0] == 0:
+        if fault in ("corrupt_output", "bitflip_output") and status[0] == 0 and ptrs["mode"] != RunMode.VALIDATE:
             i = head["output_offset"] + head["output_h"] * head["output_w"] * head["output_c"] // 2
             if fault == "corrupt_output":
                 arena[i] = np.float32("nan")

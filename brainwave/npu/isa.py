@@ -56,6 +56,15 @@ class Status(IntEnum):
     BAD_FIELD = 5
 
 
+class RunMode(IntEnum):
+    """The kernel's `mode` argument (docs/isa.md "Kernel interface"): validation once, at load, then trusted runs.
+    Any other value is RUN, the safe default."""
+
+    RUN = 0  # check the whole program, then run it
+    VALIDATE = 1  # check the whole program, write the status, touch nothing else
+    TRUSTED_RUN = 2  # run without checks: only a program the same buffers held when VALIDATE passed
+
+
 STATUS_TEXT = {
     Status.OK: "ok",
     Status.BAD_MAGIC: "bad magic",
@@ -329,6 +338,7 @@ def c_header() -> str:
     lines += [f"#define BW_WBITS_{p.name} {p.weight_mantissa_bits}" for p in Precision] + [""]
     lines += [f"#define BW_BLOCK_BYTES_{p.name} {p.block_bytes}u" for p in Precision] + [""]
     lines += [f"#define BW_STATUS_{s.name} {s.value}u" for s in Status] + [""]
+    lines += [f"#define BW_MODE_{m.name} {m.value}u" for m in RunMode] + [""]
     lines += [f"#define BW_H_{name.upper()} {i}" for i, name in enumerate(HEADER_FIELDS)] + [""]
     lines += [f"#define BW_I_{name.upper()} {i}" for i, name in enumerate(INSN_FIELDS)] + [""]
     lines += ["/* One instruction's fields (docs/isa.md), decoded once by bw_decode_insn. */", "typedef struct {"]

@@ -50,6 +50,10 @@
 #define BW_STATUS_OUT_OF_BOUNDS 4u
 #define BW_STATUS_BAD_FIELD 5u
 
+#define BW_MODE_RUN 0u
+#define BW_MODE_VALIDATE 1u
+#define BW_MODE_TRUSTED_RUN 2u
+
 #define BW_H_MAGIC 0
 #define BW_H_ISA_VERSION 1
 #define BW_H_NUM_INSTRUCTIONS 2

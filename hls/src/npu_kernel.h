@@ -52,8 +52,12 @@ extern "C" {
 #endif
 
 /* Runs the program. program: header + instructions; weights: the weights blob; arena: float32 activations
- * (the host writes the input at input_offset and reads the output at output_offset); status: one word. */
-void npu_run(const uint32_t *program, const uint8_t *weights, float *arena, uint32_t *status);
+ * (the host writes the input at input_offset and reads the output at output_offset); status: one word.
+ * weights_b and arena_b must point at the same buffers as weights and arena: they are second memory ports onto
+ * them (docs/hardware.md "Memory ports"). mode: BW_MODE_RUN (check, then run), BW_MODE_VALIDATE (check only)
+ * or BW_MODE_TRUSTED_RUN (run a program these buffers held when BW_MODE_VALIDATE passed; docs/isa.md). */
+void npu_run(const uint32_t *program, const uint8_t *weights, const uint8_t *weights_b, float *arena,
+             float *arena_b, uint32_t *status, uint32_t mode);
 
 #ifdef __cplusplus
 }

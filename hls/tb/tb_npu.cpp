@@ -98,7 +98,7 @@ int main(int argc, char **argv) {
 
     uint32_t status = 0xFFFFFFFFu;
     auto t0 = std::chrono::steady_clock::now();
-    npu_run(program.data(), weights.data(), arena.data(), &status);
+    npu_run(program.data(), weights.data(), weights.data(), arena.data(), arena.data(), &status, BW_MODE_RUN);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("tb_npu: %u instructions, kernel %.6f s, status %u\n", h[BW_H_NUM_INSTRUCTIONS], secs, status);
     if (status != 0) {

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from brainwave.fpga import hwh
-from brainwave.fpga.boards import BITSTREAMS_DIR, BOARDS, compiler_isa_version, get_board, npu_ip
+from brainwave.fpga.boards import BITSTREAMS_DIR, BOARDS, compiler_isa_version, get_board, npu_ip, npu_pointer_args
 from brainwave.fpga.hwh import OverlayError
 
 
@@ -30,7 +30,7 @@ def test_hwh_register_map_equals_kernel_json(board):
     assert regs["GIER"]["address_offset"] == want["GIE"]
     assert regs["IP_IER"]["address_offset"] == want["IER"]
     assert regs["IP_ISR"]["address_offset"] == want["ISR"]
-    for arg in ("program", "weights", "arena", "status"):
+    for arg in npu_pointer_args():
         assert regs[f"{arg}_1"]["address_offset"] == want[arg]
         assert regs[f"{arg}_2"]["address_offset"] == want[arg] + 4
     bits = {f: v["bit_offset"] for f, v in regs["CTRL"]["fields"].items()}
@@ -67,11 +67,12 @@ def test_corrupted_hwh_refused_at_load(tmp_path):
 def test_hwh_with_other_register_map_refused(tmp_path):
     d = _overlay_copy(tmp_path)
     text = (d / "npu.hwh").read_text()
-    text = text.replace('<REGISTER NAME="arena_1">\n              <PROPERTY NAME="DESCRIPTION" VALUE="Data signal of arena" />\n'
-                        '              <PROPERTY NAME="ADDRESS_OFFSET" VALUE="40" />',
-                        '<REGISTER NAME="arena_1">\n              <PROPERTY NAME="DESCRIPTION" VALUE="Data signal of arena" />\n'
-                        '              <PROPERTY NAME="ADDRESS_OFFSET" VALUE="44" />')
-    assert 'VALUE="44"' in text
+    at = npu_ip()["registers"]["arena"]
+    reg = '<REGISTER NAME="arena_1">\n              <PROPERTY NAME="DESCRIPTION" VALUE="Data signal of arena" />\n'
+    moved = text.replace(reg + f'              <PROPERTY NAME="ADDRESS_OFFSET" VALUE="{at}" />',
+                         reg + f'              <PROPERTY NAME="ADDRESS_OFFSET" VALUE="{at + 4}" />')
+    assert moved != text
+    text = moved
     (d / "npu.hwh").write_text(text)
     with pytest.raises(OverlayError, match="register map differs from hls/npu_ip.json.*arena.*rebuild"):
         hwh.check_hwh(d / "npu.hwh")

@@ -14,7 +14,7 @@ def test_overlay_binds_npu_driver_by_vlnv(accel):
 
     ov = accel.overlay
     assert isinstance(ov, pynq.Overlay)
-    assert ov.ip_dict["npu_run_0"]["type"] == "brainwave.org:hls:npu_run:1.0"
+    assert ov.ip_dict["npu_run_0"]["type"] == "brainwave.org:hls:npu_run:2.0"
     assert type(ov.npu_run_0) is npu_ip_class()
     assert isinstance(ov.npu_run_0, pynq.DefaultIP)
     assert ov.is_loaded()
@@ -24,7 +24,7 @@ def test_overlay_binds_npu_driver_by_vlnv(accel):
 def test_registers_through_pynq_mmio(accel):
     ip = accel.ip
     ip.set_pointer("arena", 0x1_2345_6780)
-    assert ip.read(0x28) == 0x23456780 and ip.read(0x2C) == 0x1
+    assert ip.read(0x34) == 0x23456780 and ip.read(0x38) == 0x1  # Vitis HLS: the fourth pointer argument
     assert ip.get_pointer("arena") == 0x1_2345_6780
     assert ip.read(0x00) & 0b100  # ap_idle
     ip.write(0x08, 1)
@@ -80,7 +80,27 @@ def test_bad_program_status_reported(accel, smoke):
     with pytest.raises(ProgramError, match=r"bad opcode \(status 3\)") as info:
         accel.run(bad, x)
     assert info.value.status == Status.BAD_OPCODE
+    assert bad.digest not in accel._programs, "a refused program is not kept resident"
     assert accel.run(img, x).tobytes() == expected.tobytes()
+
+
+def test_validated_once_then_trusted_runs(accel, smoke):
+    """The kernel checks a program once, when its blobs reach device memory (mode VALIDATE: one run that writes
+    no output), and every request after that is a TRUSTED_RUN (no per-call checks), second ports included."""
+    from brainwave.fpga.boards import npu_buffer_of, npu_ip, npu_pointer_args
+    from brainwave.npu.isa import RunMode
+
+    img, x, expected = smoke
+    other = _variant(img, 48)  # a program no other test made resident on the shared accelerator
+    npu = accel.device.ips[accel.device.board.npu_base]
+    runs = npu.runs
+    assert accel.run(other, x).tobytes() == expected.tobytes()
+    assert npu.runs == runs + 2, "a new program: VALIDATE, then the request"
+    assert accel.ip.read(npu_ip()["registers"]["mode"]) == RunMode.TRUSTED_RUN
+    for name in npu_pointer_args():
+        assert accel.ip.get_pointer(name) == accel._buffers[npu_buffer_of(name)].device_address
+    assert accel.run(other, x).tobytes() == expected.tobytes()
+    assert npu.runs == runs + 3, "resident: one run per request"
 
 
 def _variant(img, pad: int):

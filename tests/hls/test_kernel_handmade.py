@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from brainwave.npu.csim import CsimExecutor, call_npu_run
-from brainwave.npu.isa import Program
+from brainwave.npu.isa import Program, ProgramError, RunMode
 from tests.support import handmade, synthetic
 from tests.support.hls import HLS, run_tb
 
@@ -66,27 +66,52 @@ def test_quantizer_matches_independent_reference(hls_build, precision, mbits):
     assert diff.size == 0, f"first difference at {diff[0]}: {out.reshape(-1)[diff[0]]} vs {ref.reshape(-1)[diff[0]]}"
 
 
-def _status(program: bytes, weights: bytes, arena_words: int):
+def _status(program: bytes, weights: bytes, arena_words: int, mode: int = RunMode.RUN):
     prog = np.frombuffer(program, dtype="<u4").astype(np.uint32)
     w = np.frombuffer(weights, dtype=np.uint8).copy()
     arena = np.full(arena_words, 1.25, dtype=np.float32)
     status = np.full(1, 0xFFFFFFFF, dtype=np.uint32)
-    call_npu_run(prog, w, arena, status)
+    call_npu_run(prog, w, arena, status, mode=mode)
     return int(status[0]), arena
 
 
+@pytest.mark.parametrize("mode", [RunMode.RUN, RunMode.VALIDATE, 7], ids=["run", "validate", "unknown-mode"])
 @pytest.mark.parametrize("mutation", handmade.SMOKE_MUTATIONS, ids=[m.name for m in handmade.SMOKE_MUTATIONS])
-def test_status_codes_reject_before_running(hls_build, mutation):
+def test_status_codes_reject_before_running(hls_build, mutation, mode):
     """The raw kernel call on the mutated blobs: the status docs/isa.md gives, and a rejected program leaves the
     arena untouched (also a weight exponent outside [-50, 50], where the kernel's power-of-two scaling would no
-    longer be exact: docs/numerics.md "Why the exponent is clamped")."""
+    longer be exact: docs/numerics.md "Why the exponent is clamped"). VALIDATE checks exactly as RUN does, and a
+    mode the kernel does not know is RUN (checks on)."""
     program, weights, _, _ = handmade.smoke_program()
     arena_words = struct.unpack_from("<I", program, 12)[0]
-    ok_status, ok_arena = _status(program, weights, arena_words)
-    assert ok_status == 0 and not np.all(ok_arena == 1.25)
-    status, arena = _status(*mutation.apply(program, weights), arena_words)
+    ok_status, ok_arena = _status(program, weights, arena_words, mode)
+    assert ok_status == 0
+    assert np.all(ok_arena == 1.25) == (mode == RunMode.VALIDATE), "VALIDATE runs nothing; the others run"
+    status, arena = _status(*mutation.apply(program, weights), arena_words, mode)
     assert status == mutation.status
     assert np.all(arena == 1.25), "a rejected program must not touch the arena"
+
+
+def test_trusted_run_gives_the_checked_runs_bytes(hls_build):
+    """TRUSTED_RUN (what the driver runs per request once VALIDATE passed) skips only the checks: same output
+    bytes as RUN; and the C-sim executor refuses a bad program when it first sees it."""
+    program, weights, x, expected = handmade.smoke_program()
+    arena_words = struct.unpack_from("<I", program, 12)[0]
+    outs = []
+    for mode in (RunMode.RUN, RunMode.TRUSTED_RUN):
+        prog = np.frombuffer(program, dtype="<u4").astype(np.uint32)
+        arena = np.zeros(arena_words, np.float32)
+        p = Program.from_bytes(program, weights)
+        arena[p.input_offset:p.input_offset + x.size] = x.reshape(-1)
+        status = np.full(1, 0xFFFFFFFF, dtype=np.uint32)
+        call_npu_run(prog, np.frombuffer(weights, np.uint8).copy(), arena, status, mode=mode)
+        assert status[0] == 0
+        outs.append(arena[p.output_offset:p.output_offset + expected.size].tobytes())
+    assert outs[0] == outs[1] == expected.astype("<f4").tobytes()
+    bad = next(m for m in handmade.SMOKE_MUTATIONS if m.exponent is not None)  # framing intact, checks fail
+    with pytest.raises(ProgramError) as err:
+        CsimExecutor().load(Program.from_bytes(*bad.apply(program, weights)))
+    assert err.value.status == bad.status
 
 
 def test_c_header_matches_generator():
@@ -157,3 +182,31 @@ def test_bfp20_chunk_sum_rounds_once_to_nearest_even(hls_build):
     program, weights, x, expected = bfp20_rounding_program()
     kernel_out = CsimExecutor().run(Program.from_bytes(program, weights), x)
     assert kernel_out.tobytes() == expected.tobytes(), kernel_out
+
+
+def test_second_ports_carry_half_the_traffic(hls_build):
+    """weights_b and arena_b are real ports: the kernel fetches the second beat of each weight pair through
+    weights_b and moves half of each activation block through arena_b. With both aimed at the buffers the
+    driver gives them the output is exact; aimed elsewhere (a driver that forgot a register), it is not."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((4, 6, 48)).astype(np.float32)
+    program, weights = handmade.identity_conv_program(4, 6, 48, 1)
+    prog = Program.from_bytes(program, weights)
+    words = np.frombuffer(program, dtype="<u4").astype(np.uint32)
+    w = np.frombuffer(weights, dtype=np.uint8).copy()
+    n_out = int(np.prod(prog.output_shape))
+
+    def run(weights_b=None, arena_b=None, arena=None):
+        arena = np.zeros(prog.arena_words, np.float32) if arena is None else arena
+        arena[prog.input_offset:prog.input_offset + x.size] = x.reshape(-1)
+        status = np.full(1, 0xFFFFFFFF, dtype=np.uint32)
+        call_npu_run(words, w, arena, status, weights_b=weights_b, arena_b=arena_b)
+        assert status[0] == 0
+        return arena[prog.output_offset:prog.output_offset + n_out].copy()
+
+    exact = run()
+    assert exact.tobytes() == CsimExecutor().run(prog, x).reshape(-1).tobytes()
+    assert run(weights_b=w.copy()).tobytes() == exact.tobytes()  # another copy of the same blob: same bytes
+    assert run(weights_b=np.zeros_like(w)).tobytes() != exact.tobytes()
+    elsewhere = np.zeros(prog.arena_words, np.float32)
+    assert run(arena_b=elsewhere).tobytes() != exact.tobytes()

@@ -13,6 +13,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from brainwave.npu.isa import RunMode
 from tests.support import cases, handmade, spec_ref
 from tests.support.hls import HLS
 
@@ -29,7 +30,7 @@ def _lib(name: str) -> ctypes.CDLL:
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lib = ctypes.CDLL(str(HLS / "build" / f"libnpu_{name}.so"))
-    lib.npu_run.argtypes = [ctypes.c_void_p] * 4
+    lib.npu_run.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_uint32]
     lib.npu_run.restype = None
     return lib
 
@@ -42,7 +43,9 @@ def _run(lib, program: bytes, weights: bytes, x: np.ndarray) -> np.ndarray:
     arena[int(h[5]):int(h[5]) + flat.size] = flat
     w = np.frombuffer(weights, dtype=np.uint8).copy() if weights else np.zeros(1, np.uint8)
     status = np.full(1, 0xFFFFFFFF, dtype=np.uint32)
-    lib.npu_run(prog.ctypes.data, w.ctypes.data, arena.ctypes.data, status.ctypes.data)
+    # the second weights and arena ports onto the same buffers, as the driver sets them
+    lib.npu_run(prog.ctypes.data, w.ctypes.data, w.ctypes.data, arena.ctypes.data, arena.ctypes.data,
+                status.ctypes.data, RunMode.RUN)
     assert status[0] == 0
     n = int(h[10]) * int(h[11]) * int(h[12])
     return arena[int(h[9]):int(h[9]) + n].copy()

@@ -6,12 +6,12 @@ each opcode and so which cost function applies.
 
 - **v1 as coded / idealised** (`v1.py`): the kernel before the v2 rewrite with its port requests counted,
   beside the figure the old model printed (one block per cycle).
-- **v2 kernel** (`plan.py`, `v2.py`): hls/src/npu_kernel.cpp as it is now, behind this interface (one weights
-  port, one arena port, float32 arena, validation on every call). `plan_conv` is the kernel's own tiling.
+- **v2 kernel** (`plan.py`, `v2.py`): hls/src/npu_kernel.cpp as it is now, behind this interface (two ports
+  onto the weights and two onto the arena, each stream on its own; float32 arena; the program checked once at
+  load). `plan_conv` is the kernel's own tiling.
 - **v2 design** (docs/hardware.md): the same engine with the next-step interface, each effect listed
-  separately (`estimate.py`): program validation once at load (no per-call exponent check), activations
-  stored quantized where all consumers are convolutions of one precision, weights and arena over several HP
-  ports, and on Alveo the weights resident in URAM across calls.
+  separately (`estimate.py`): any stream on any HP port, activations stored quantized where all consumers are
+  convolutions of one precision, and on Alveo the weights resident in URAM across calls.
 
 Modules: window (which cells a window reads), plan (the v2 tiling), v1, v2 (per-instruction costs, dispatched
 by the op table's unit), resources (DSP/URAM/BRAM/LUT), estimate (a program on a target), report (text, JSON,

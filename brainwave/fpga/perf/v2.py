@@ -19,7 +19,7 @@ from brainwave.npu.isa import Instruction, Opcode
 from brainwave.npu.numerics import BLOCK, Precision
 from brainwave.npu.ops import OPS, Unit, instruction_macs, instruction_unit
 
-from ..boards import NpuConfig, Target
+from ..boards import NpuConfig, Target, npu_ports_onto
 from .plan import ConvPlan, band_input_rows, plan_conv
 from .v1 import v1_as_coded
 from .window import tap_count, touched_rows
@@ -46,14 +46,18 @@ class Variant:
 
 
 def kernel_variant(tgt: Target) -> Variant:
-    """The kernel's interface is the same on every target: one weights port, one arena port."""
-    return Variant("v2 kernel (this interface)")
+    """The kernel's interface is the same on every target: its m_axi masters onto the weights and onto the arena
+    (hls/npu_ip.json: two each), each carrying its own streams; the program checked once, when the driver makes
+    it resident (mode VALIDATE), and every request a TRUSTED_RUN."""
+    return Variant("v2 kernel (this interface)", validate_per_call=False, weight_ports=npu_ports_onto("weights"),
+                   arena_ports=npu_ports_onto("arena"))
 
 
 def design_variant(tgt: Target) -> Variant:
-    c = tgt.npu
+    c, k = tgt.npu, kernel_variant(tgt)
     return Variant("v2 design (next-step interface)", validate_per_call=False, quantized_storage=True,
-                   weight_ports=c.design_weight_ports, arena_ports=c.design_arena_ports, pooled_ports=True,
+                   weight_ports=max(c.design_weight_ports, k.weight_ports),
+                   arena_ports=max(c.design_arena_ports, k.arena_ports), pooled_ports=True,
                    weights_resident=c.weights_resident_bytes > 0, arena_on_chip=c.arena_on_chip_bytes > 0)
 
 
@@ -320,7 +324,7 @@ def v2_vector_op(d: Instruction, tgt: Target, var: Variant, where: Placement = P
     vw = c.port_bits // 32
     if var.pooled_ports:  # the design reads and writes a beat per port per cycle
         vw = vw * (var.arena_ports + var.weight_ports)
-    iters, rd, wr = _vector_work(d, c, vw, var.pooled_ports)
+    iters, rd, wr = _vector_work(d, c, vw, var.pooled_ports or var.arena_ports > 1)
     dram = 0 if on_chip else (rd + wr) / ddr_bytes_per_cycle(c)
     if on_chip and d.op in _STREAMING:
         iters = iters / max(1, ONCHIP_BYTES_PER_CYCLE // (4 * vw))
@@ -329,12 +333,13 @@ def v2_vector_op(d: Instruction, tgt: Target, var: Variant, where: Placement = P
                      "vector" if iters >= dram else "ddr")
 
 
-def _vector_work(d: Instruction, c: NpuConfig, vw: int, pooled_ports: bool) -> tuple[float, int, int]:
-    """(iterations, bytes read, bytes written) of a vector-unit instruction."""
+def _vector_work(d: Instruction, c: NpuConfig, vw: int, two_read_ports: bool) -> tuple[float, int, int]:
+    """(iterations, bytes read, bytes written) of a vector-unit instruction. two_read_ports: ADD reads its
+    operands through two ports at once (the kernel's arena_b, or the design's pool)."""
     n_in, n_out = d.in_h * d.in_w * d.in_c, d.out_h * d.out_w * d.out_c
     match d.op:
-        case Opcode.ADD:  # two read beats per iteration on one port
-            return math.ceil(n_in / vw) * (2 if not pooled_ports else 1), 8 * n_in, 4 * n_out
+        case Opcode.ADD:  # two read beats per iteration: on one port, two cycles
+            return math.ceil(n_in / vw) * (1 if two_read_ports else 2), 8 * n_in, 4 * n_out
         case Opcode.ACTIVATION:
             return math.ceil(n_in / vw), 4 * n_in, 4 * n_out
         case Opcode.PAD:
