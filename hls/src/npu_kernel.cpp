@@ -364,6 +364,19 @@ inline float arena_at(const float *arena, const float *arena_b, u64 i, int lane)
     return lane % BW_BLOCK < HALF ? arena[i] : arena_b[i];
 }
 
+/* The vector unit's step: VW2 floats, two port beats, lanes [0, VW) through `arena` and [VW, VW2) through
+ * `arena_b` (reads and writes alike: each port has its own read and write channels). */
+constexpr int VW2 = 2 * VW;
+inline float vload(const float *arena, const float *arena_b, u64 i, int j) {
+#pragma HLS INLINE
+    return j < VW ? arena[i] : arena_b[i];
+}
+inline void vstore(float *arena, float *arena_b, u64 i, int j, float v) {
+#pragma HLS INLINE
+    if (j < VW) arena[i] = v;
+    else arena_b[i] = v;
+}
+
 /* Reads each touched input row once (in band order), quantizes it block by block, and the residual segments in
  * the order the vector unit consumes them. */
 void read_act(const float *arena, const float *arena_b, const Insn &d, const Plan &p, hls::stream<QBlock, 64> &qs,
@@ -909,13 +922,11 @@ WBANDS:
                 for (int pp = 0; pp < P && s0 + (u32)pp < pix; pp++) {
                     const u64 dst = d.out_off + ((u64)oy0 * d.out_w + s0 + (u32)pp) * d.out_c + o0;
                 WBEATS:
-                    for (u32 k0 = 0; k0 < kc; k0 += 2 * VW) {
+                    for (u32 k0 = 0; k0 < kc; k0 += VW2) {
 #pragma HLS PIPELINE II = 1
-                        for (int j = 0; j < 2 * VW; j++) {
+                        for (int j = 0; j < VW2; j++) {
 #pragma HLS UNROLL
-                            if (k0 + j >= kc) continue;
-                            if (j < VW) arena[dst + k0 + j] = g.v[pp][k0 + j]; /* a beat on each port */
-                            else arena_b[dst + k0 + j] = g.v[pp][k0 + j];
+                            if (k0 + j < kc) vstore(arena, arena_b, dst + k0 + j, j, g.v[pp][k0 + j]);
                         }
                     }
                 }
@@ -1041,7 +1052,8 @@ void op_conv2d(const Insn &d, const uint8_t *weights, const uint8_t *weights_b, 
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
-/* Vector-unit instructions: elementwise over the arena, VW floats per cycle (one port beat). */
+/* Vector-unit instructions: elementwise over the arena, VW2 floats per cycle (a beat on each arena port), except
+ * ADD, which reads two operands: VW floats per cycle, one operand through each port. */
 
 /* ADD reads its second operand through the second arena port, so both operands arrive in one cycle. */
 void op_add(const Insn &d, float *arena, const float *arena_b) {
@@ -1061,20 +1073,23 @@ ADD:
 }
 
 /* op_add without the second operand: a loop of its own, so ACTIVATION reads no second arena stream. */
-void op_activation(const Insn &d, float *arena) {
+void op_activation(const Insn &d, float *arena, float *arena_b) {
     const u64 n = (u64)d.in_h * d.in_w * d.in_c;
 ACT:
-    for (u64 i = 0; i < n; i += VW) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 200704 avg = 12544
+    for (u64 i = 0; i < n; i += VW2) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 100352 avg = 6272
 #pragma HLS PIPELINE II = 1
-        for (int j = 0; j < VW; j++) {
+        for (int j = 0; j < VW2; j++) {
 #pragma HLS UNROLL
-            if (i + j < n) arena[d.out_off + i + j] = bw_canon(bw_activate(arena[d.in_off + i + j], d.act));
+            if (i + j < n) {
+                const float v = vload(arena, arena_b, d.in_off + i + j, j);
+                vstore(arena, arena_b, d.out_off + i + j, j, bw_canon(bw_activate(v, d.act)));
+            }
         }
     }
 }
 
-void op_pad(const Insn &d, float *arena) {
+void op_pad(const Insn &d, float *arena, float *arena_b) {
 PAD_Y:
     for (u32 oy = 0; oy < d.out_h; oy++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 230 avg = 58
@@ -1086,12 +1101,14 @@ PAD_Y:
             const u64 dst = d.out_off + ((u64)oy * d.out_w + ox) * d.out_c;
             const u64 src = inside ? d.in_off + ((u64)iy * d.in_w + (u64)ix) * d.in_c : 0;
         PAD_C:
-            for (u32 c = 0; c < d.out_c; c += VW) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 512 avg = 16
+            for (u32 c = 0; c < d.out_c; c += VW2) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256 avg = 8
 #pragma HLS PIPELINE II = 1
-                for (int j = 0; j < VW; j++) {
+                for (int j = 0; j < VW2; j++) {
 #pragma HLS UNROLL
-                    if (c + j < d.out_c) arena[dst + c + j] = inside ? bw_canon(arena[src + c + j]) : 0.0f;
+                    if (c + j < d.out_c)
+                        vstore(arena, arena_b, dst + c + j, j,
+                               inside ? bw_canon(vload(arena, arena_b, src + c + j, j)) : 0.0f);
                 }
             }
         }
@@ -1100,20 +1117,22 @@ PAD_Y:
 
 /* CONCAT (ISA v3): per output pixel the first operand's in_c channels, then the second's out_c - in_c, copied
  * (every NaN stored canonical). The channel loop runs over the output; each beat reads from one operand. */
-void op_concat(const Insn &d, float *arena) {
+void op_concat(const Insn &d, float *arena, float *arena_b) {
     const u32 cb = d.out_c - d.in_c;
 CONCAT_P:
     for (u64 pix = 0; pix < (u64)d.out_h * d.out_w; pix++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 12544 avg = 784
         const u64 dst = d.out_off + pix * d.out_c, a = d.in_off + pix * d.in_c, b = d.in2_off + pix * cb;
     CONCAT_C:
-        for (u32 c = 0; c < d.out_c; c += VW) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1024 avg = 32
+        for (u32 c = 0; c < d.out_c; c += VW2) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 512 avg = 16
 #pragma HLS PIPELINE II = 1
-            for (int j = 0; j < VW; j++) {
+            for (int j = 0; j < VW2; j++) {
 #pragma HLS UNROLL
                 const u32 k = c + j;
-                if (k < d.out_c) arena[dst + k] = bw_canon(k < d.in_c ? arena[a + k] : arena[b + (k - d.in_c)]);
+                if (k >= d.out_c) continue;
+                const float v = vload(arena, arena_b, k < d.in_c ? a + k : b + (k - d.in_c), j);
+                vstore(arena, arena_b, dst + k, j, bw_canon(v));
             }
         }
     }
@@ -1139,12 +1158,12 @@ inline float pool_result(bool is_max, u32 count, const float &m, const float &su
 
 /* MAXPOOL and AVGPOOL, fallback for rows too wide for the row cache: per output pixel, the window's cells
  * row-major, each cell's channels as one burst (overlapping windows re-read their cells). */
-void pool_direct(const Insn &d, float *arena) {
+void pool_direct(const Insn &d, float *arena, float *arena_b) {
     const bool is_max = d.op == BW_OP_MAXPOOL;
     float m[NPU_MAX_CHANNELS];
     float sum[NPU_MAX_CHANNELS];
-#pragma HLS ARRAY_PARTITION variable = m cyclic factor = VW
-#pragma HLS ARRAY_PARTITION variable = sum cyclic factor = VW
+#pragma HLS ARRAY_PARTITION variable = m cyclic factor = VW2
+#pragma HLS ARRAY_PARTITION variable = sum cyclic factor = VW2
 POOL_Y:
     for (u32 oy = 0; oy < d.out_h; oy++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 112 avg = 28
@@ -1162,15 +1181,15 @@ POOL_Y:
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 7 avg = 3
                     long ix = (long)ox * d.sw - (long)d.pl + kx;
                     if (ix < 0 || ix >= (long)d.in_w) continue;
-                    const float *cell = arena + d.in_off + ((u64)iy * d.in_w + (u64)ix) * d.in_c;
+                    const u64 cell = d.in_off + ((u64)iy * d.in_w + (u64)ix) * d.in_c;
                 CELL_C:
-                    for (u32 c0 = 0; c0 < d.in_c; c0 += VW) { /* one port beat of channels per cycle */
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 512 avg = 16
+                    for (u32 c0 = 0; c0 < d.in_c; c0 += VW2) { /* a beat of channels on each port per cycle */
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256 avg = 8
 #pragma HLS PIPELINE II = 1
-                        for (int j = 0; j < VW; j++) {
+                        for (int j = 0; j < VW2; j++) {
 #pragma HLS UNROLL
                             const u32 c = c0 + j;
-                            if (c < d.in_c) pool_take(is_max, count, cell[c], m[c], sum[c]);
+                            if (c < d.in_c) pool_take(is_max, count, vload(arena, arena_b, cell + c, j), m[c], sum[c]);
                         }
                     }
                     count++;
@@ -1178,13 +1197,14 @@ POOL_Y:
             }
             const u64 dst = d.out_off + ((u64)oy * d.out_w + ox) * d.out_c;
         POOL_OUT:
-            for (u32 c0 = 0; c0 < d.out_c; c0 += VW) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 512 avg = 16
+            for (u32 c0 = 0; c0 < d.out_c; c0 += VW2) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256 avg = 8
 #pragma HLS PIPELINE II = 1
-                for (int j = 0; j < VW; j++) {
+                for (int j = 0; j < VW2; j++) {
 #pragma HLS UNROLL
                     const u32 c = c0 + j;
-                    if (c < d.out_c) arena[dst + c] = bw_canon(pool_result(is_max, count, m[c], sum[c]));
+                    if (c < d.out_c)
+                        vstore(arena, arena_b, dst + c, j, bw_canon(pool_result(is_max, count, m[c], sum[c])));
                 }
             }
         }
@@ -1192,16 +1212,16 @@ POOL_Y:
 }
 
 /* MAXPOOL and AVGPOOL; padding cells are skipped and a window without any valid cell writes +0.0f. Each input
- * row is read once (VW floats per cycle) into a circular row cache; each output pixel then combines its
- * window's cells row-major, POOL_LANES channels per cycle. */
-void op_pool(const Insn &d, float *arena) {
+ * row is read once (VW2 floats per cycle, both arena ports) into a circular row cache; each output pixel then
+ * combines its window's cells row-major, POOL_LANES channels per cycle. */
+void op_pool(const Insn &d, float *arena, float *arena_b) {
     NPU_BUFFER float cache[NPU_POOL_FLOATS];
 #pragma HLS ARRAY_PARTITION variable = cache cyclic factor = NPU_POOL_LANES
     const u64 row_floats = (u64)d.in_w * d.in_c;
     const u64 cap = row_floats ? NPU_POOL_FLOATS / row_floats : 0;
     const u64 need = d.kh < d.in_h ? d.kh : d.in_h;
     if (row_floats == 0 || cap < need) {
-        pool_direct(d, arena);
+        pool_direct(d, arena, arena_b);
         return;
     }
     const bool is_max = d.op == BW_OP_MAXPOOL;
@@ -1216,14 +1236,14 @@ PROWS:
     PLOAD:
         for (long iy = loaded; iy < hi; iy++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 3 avg = 2
-            const float *src = arena + d.in_off + (u64)iy * row_floats;
+            const u64 src = d.in_off + (u64)iy * row_floats;
             float *dst = cache + ((u64)iy % cap) * row_floats;
-            for (u64 i = 0; i < row_floats; i += VW) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 16384 avg = 2048
+            for (u64 i = 0; i < row_floats; i += VW2) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 8192 avg = 1024
 #pragma HLS PIPELINE II = 1
-                for (int j = 0; j < VW; j++) {
+                for (int j = 0; j < VW2; j++) {
 #pragma HLS UNROLL
-                    if (i + j < row_floats) dst[i + j] = src[i + j];
+                    if (i + j < row_floats) dst[i + j] = vload(arena, arena_b, src + i + j, j);
                 }
             }
         }
@@ -1267,7 +1287,7 @@ PROWS:
     }
 }
 
-void op_global_avgpool(const Insn &d, float *arena) {
+void op_global_avgpool(const Insn &d, float *arena, const float *arena_b) {
     float sum[NPU_MAX_CHANNELS];
 #pragma HLS ARRAY_PARTITION variable = sum cyclic factor = 16
 GAP_CLEAR:
@@ -1281,13 +1301,13 @@ GAP_PIX:
     for (u64 p = 0; p < npix; p++) { /* pixels row-major: y then x */
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 196 avg = 49
     GAP_C:
-        for (u32 c0 = 0; c0 < d.in_c; c0 += VW) { /* per channel, pixels in order: VW channels per beat */
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 512 avg = 256
+        for (u32 c0 = 0; c0 < d.in_c; c0 += VW2) { /* per channel, pixels in order: a beat on each port */
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256 avg = 128
 #pragma HLS PIPELINE II = 1
-            for (int j = 0; j < VW; j++) {
+            for (int j = 0; j < VW2; j++) {
 #pragma HLS UNROLL
                 const u32 c = c0 + j;
-                if (c < d.in_c) sum[c] = sum[c] + arena[d.in_off + p * d.in_c + c];
+                if (c < d.in_c) sum[c] = sum[c] + vload(arena, arena_b, d.in_off + p * d.in_c + c, j);
             }
         }
     }
@@ -1381,11 +1401,11 @@ EXECUTE:
         case BW_OP_CONV2D: op_conv2d(d, weights, weights_b, weights_bytes, arena, arena_b); break;
         case BW_OP_ADD: op_add(d, arena, arena_b); break;
         case BW_OP_MAXPOOL:
-        case BW_OP_AVGPOOL: op_pool(d, arena); break;
-        case BW_OP_GLOBAL_AVGPOOL: op_global_avgpool(d, arena); break;
-        case BW_OP_ACTIVATION: op_activation(d, arena); break;
-        case BW_OP_CONCAT: op_concat(d, arena); break;
-        default: op_pad(d, arena); break;
+        case BW_OP_AVGPOOL: op_pool(d, arena, arena_b); break;
+        case BW_OP_GLOBAL_AVGPOOL: op_global_avgpool(d, arena, arena_b); break;
+        case BW_OP_ACTIVATION: op_activation(d, arena, arena_b); break;
+        case BW_OP_CONCAT: op_concat(d, arena, arena_b); break;
+        default: op_pad(d, arena, arena_b); break;
         }
     }
     *status = NPU_STATUS_OK;

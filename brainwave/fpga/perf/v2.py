@@ -318,13 +318,13 @@ _STREAMING = (Opcode.PAD, Opcode.ACTIVATION, Opcode.ADD, Opcode.CONCAT)  # eleme
 
 
 def v2_vector_op(d: Instruction, tgt: Target, var: Variant, where: Placement = Placement()) -> LayerCost:
-    """ADD, ACTIVATION, PAD, CONCAT, pools: VW floats (one port beat) per iteration, float32 in and out."""
+    """ADD, ACTIVATION, PAD, CONCAT, pools: a port beat of floats per port per iteration (the kernel: its arena
+    ports; the design: every pooled port), float32 in and out."""
     c = tgt.npu
     on_chip = where.arena_on_chip
-    vw = c.port_bits // 32
-    if var.pooled_ports:  # the design reads and writes a beat per port per cycle
-        vw = vw * (var.arena_ports + var.weight_ports)
-    iters, rd, wr = _vector_work(d, c, vw, var.pooled_ports or var.arena_ports > 1)
+    ports = var.arena_ports + var.weight_ports if var.pooled_ports else var.arena_ports
+    vw = c.port_bits // 32 * ports
+    iters, rd, wr = _vector_work(d, c, vw)
     dram = 0 if on_chip else (rd + wr) / ddr_bytes_per_cycle(c)
     if on_chip and d.op in _STREAMING:
         iters = iters / max(1, ONCHIP_BYTES_PER_CYCLE // (4 * vw))
@@ -333,13 +333,12 @@ def v2_vector_op(d: Instruction, tgt: Target, var: Variant, where: Placement = P
                      "vector" if iters >= dram else "ddr")
 
 
-def _vector_work(d: Instruction, c: NpuConfig, vw: int, two_read_ports: bool) -> tuple[float, int, int]:
-    """(iterations, bytes read, bytes written) of a vector-unit instruction. two_read_ports: ADD reads its
-    operands through two ports at once (the kernel's arena_b, or the design's pool)."""
+def _vector_work(d: Instruction, c: NpuConfig, vw: int) -> tuple[float, int, int]:
+    """(iterations, bytes read, bytes written) of a vector-unit instruction moving vw floats per port cycle."""
     n_in, n_out = d.in_h * d.in_w * d.in_c, d.out_h * d.out_w * d.out_c
     match d.op:
-        case Opcode.ADD:  # two read beats per iteration: on one port, two cycles
-            return math.ceil(n_in / vw) * (1 if two_read_ports else 2), 8 * n_in, 4 * n_out
+        case Opcode.ADD:  # two operands: twice the read beats, so vw / 2 sums per cycle
+            return math.ceil(n_in / vw) * 2, 8 * n_in, 4 * n_out
         case Opcode.ACTIVATION:
             return math.ceil(n_in / vw), 4 * n_in, 4 * n_out
         case Opcode.PAD:
