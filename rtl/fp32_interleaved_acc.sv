@@ -28,37 +28,49 @@ module fp32_interleaved_acc (
     output logic        out_valid,
     output logic [31:0] out_sum
 );
-  // Leading zeros of a 28-bit word (28 when it is zero).
-  function automatic logic [4:0] lzc28(input logic [27:0] v);
-    lzc28 = 5'd28;
-    for (int i = 0; i < 28; i++) if (v[i]) lzc28 = 5'(27 - i);
+  // Leading zeros of a 16-bit and of a 12-bit word (16 and 12 when it is zero).
+  function automatic logic [4:0] lzc16(input logic [15:0] v);
+    lzc16 = 5'd16;
+    for (int i = 0; i < 16; i++) if (v[i]) lzc16 = 5'(15 - i);
+  endfunction
+  function automatic logic [3:0] lzc12(input logic [11:0] v);
+    lzc12 = 4'd12;
+    for (int i = 0; i < 12; i++) if (v[i]) lzc12 = 4'(11 - i);
   endfunction
 
   logic [31:0] acc_q;  // stage 6 result register: the sum of the slot that is back at stage 1
 
   // ---- stage 1 (swap): order the operands by magnitude ------------------------------------------------
   // Both operands are zero or normal, so comparing the 31-bit magnitude fields as integers orders them.
-  logic [31:0] x, y, larger, smaller;
+  // The first operand x is +0.0 when the slot restarts (in_first); rather than clearing all of acc_q before
+  // the comparison, a restart makes y (the partial) the larger operand, which is right whatever y is, and
+  // clears x's fields only where they are used as the smaller operand.
+  logic        restart, x_larger;
+  logic [7:0]  exp_x, exp_y, exp_larger, exp_smaller, exp_diff;
+  logic [23:0] m_x, m_y;  // significands with the hidden bit (0 only for a zero operand)
   always_comb begin
-    x = in_valid && in_first ? 32'd0 : acc_q;
-    y = in_partial;  // +0.0 in cycles without a partial
-    if (x[30:0] >= y[30:0]) begin larger = x; smaller = y; end
-    else begin larger = y; smaller = x; end
+    restart     = in_valid && in_first;
+    x_larger    = !restart && acc_q[30:0] >= in_partial[30:0];
+    exp_x       = acc_q[30:23];
+    exp_y       = in_partial[30:23];  // +0.0 in cycles without a partial
+    m_x         = {exp_x != 0, acc_q[22:0]};
+    m_y         = {exp_y != 0, in_partial[22:0]};
+    exp_larger  = x_larger ? exp_x : exp_y;
+    exp_smaller = x_larger ? exp_y : restart ? 8'd0 : exp_x;
+    exp_diff    = exp_larger - exp_smaller;
   end
 
   logic        s1_sign, s1_sub, s1_inf, s1_last;
   logic [7:0]  s1_exp;
-  logic [23:0] s1_mlarge, s1_msmaller;  // significands with the hidden bit (0 only for a zero operand)
+  logic [23:0] s1_mlarge, s1_msmaller;
   logic [4:0]  s1_shift;  // exponent difference, saturated at 27: from there on all of it is sticky
-  logic [7:0]  exp_diff;
-  always_comb exp_diff = larger[30:23] - smaller[30:23];
   always_ff @(posedge clk) begin
-    s1_sign     <= larger[31];
-    s1_sub      <= larger[31] ^ smaller[31];
-    s1_inf      <= larger[30:23] == 8'hFF;  // an accumulator that overflowed stays Inf
-    s1_exp      <= larger[30:23];
-    s1_mlarge   <= {larger[30:23] != 0, larger[22:0]};
-    s1_msmaller <= {smaller[30:23] != 0, smaller[22:0]};
+    s1_sign     <= x_larger ? acc_q[31] : in_partial[31];
+    s1_sub      <= (acc_q[31] && !restart) ^ in_partial[31];
+    s1_inf      <= exp_larger == 8'hFF;  // an accumulator that overflowed stays Inf
+    s1_exp      <= exp_larger;
+    s1_mlarge   <= x_larger ? m_x : m_y;
+    s1_msmaller <= x_larger ? m_y : restart ? 24'd0 : m_x;
     s1_shift    <= exp_diff > 8'd27 ? 5'd27 : exp_diff[4:0];
   end
 
@@ -94,11 +106,19 @@ module fp32_interleaved_acc (
   logic        s4_sign, s4_inf, s4_last, s4_zero;
   logic [7:0]  s4_exp;
   logic [4:0]  s4_lz;
-  logic [27:0] s4_sum;
+  logic [26:0] s4_sum;  // bit 27 of the sum is only ever the leading 1 itself
+  // Leading zeros of the 28-bit sum (28 when it is zero): those of its top 16 bits, and when these are all
+  // zero, 16 plus those of its low 12 bits.
+  logic [4:0]  lz_hi;
+  logic [3:0]  lz_lo;
+  always_comb begin
+    lz_hi = lzc16(s3_sum[27:12]);
+    lz_lo = lzc12(s3_sum[11:0]);
+  end
   always_ff @(posedge clk) begin
-    s4_lz   <= lzc28(s3_sum);
+    s4_lz   <= lz_hi[4] ? {1'b1, lz_lo} : lz_hi;
     s4_zero <= s3_sum == 0;
-    s4_sum  <= s3_sum;
+    s4_sum  <= s3_sum[26:0];
     s4_sign <= s3_sign;
     s4_inf  <= s3_inf;
     s4_exp  <= s3_exp;
@@ -111,8 +131,14 @@ module fp32_interleaved_acc (
   logic [26:0] s5_norm;  // the bits below the leading 1 (implied): fraction, guard, round, sticky
   logic [8:0]  exp_norm;
   always_comb exp_norm = {1'b0, s4_exp} + 9'd1 - {4'd0, s4_lz};
+  // sum << lz in three levels (16, 4 * lz[3:2], lz[1:0]), each a module of its own (shift_stage.sv).
+  logic [26:0] norm16, norm4;
+  logic [26:0] norm;
+  shift_stage #(.W(27), .SB(1), .STEP(16)) norm_by_16 (.d(s4_sum), .s(s4_lz[4]), .q(norm16));
+  shift_stage #(.W(27), .SB(2), .STEP(4)) norm_by_4 (.d(norm16), .s(s4_lz[3:2]), .q(norm4));
+  shift_stage #(.W(27), .SB(2), .STEP(1)) norm_by_1 (.d(norm4), .s(s4_lz[1:0]), .q(norm));
   always_ff @(posedge clk) begin
-    s5_norm <= 27'(s4_sum << s4_lz);
+    s5_norm <= norm;
     s5_exp  <= s4_zero ? 8'd0 : exp_norm[7:0];
     s5_sign <= s4_zero ? 1'b0 : s4_sign;
     s5_inf  <= s4_inf | (!s4_zero && exp_norm >= 9'd255);  // a carry out of exponent 254 overflows

@@ -117,12 +117,12 @@ def test_figures_the_docs_quote(catalog_estimates):
     assert (f"{r20.v1_as_coded_ms:.1f}", f"{r16.v1_as_coded_ms:.1f}") == ("45764.9", "24763.1")  # 45.8 s, 24.8 s
     assert (f"{r20.v1_idealised_ms:.1f}", f"{r16.v1_idealised_ms:.1f}") == ("2851.6", "1539.0")  # 2.85 s, 1.54 s
     assert f"{r20.v1_weight_bytes / 1e9:.2f}" == "8.71"  # GB of weights per image, v1 bfp20
-    assert (f"{r20.kernel_latency_ms:.2f}", f"{r16.kernel_latency_ms:.2f}") == ("22.34", "15.29")
+    assert (f"{r20.kernel_latency_ms:.2f}", f"{r16.kernel_latency_ms:.2f}") == ("21.50", "14.45")
     assert (f"{r20.latency_ms:.2f}", f"{r16.latency_ms:.2f}") == ("20.15", "12.75")
     assert f"{e['efficientnet-lite0', 'bfp20', 'kv260'].latency_ms:.2f}" == "4.12"
     assert f"{e['resnet50', 'bfp16', 'u250'].latency_ms:.2f}" == "1.80"
     assert (f"{r20.ddr_bytes(False) / 1e6:.1f}", f"{r20.ddr_bytes(True) / 1e6:.1f}") == ("159.5", "147.9")
-    for prec, lut_k in (("bfp20", 56), ("bfp16", 86)):
+    for prec, lut_k in (("bfp20", 53), ("bfp16", 79)):
         res = perf.resources(TARGETS["kv260"], prec)
         assert (res["dsp"], res["uram"], res["bram36"], round(res["lut"] / 1e3)) == (1024, 60, 48, lut_k)
 
