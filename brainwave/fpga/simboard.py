@@ -162,7 +162,8 @@ class SimNpu:
             # weights_b or arena_b unset gets what a board would: half the beats from the wrong place)
             weights, weights_b = (board.ddr_view(ptrs[n], max(weights_bytes, 1), np.uint8)
                                   for n in ("weights", "weights_b"))
-            arena, arena_b = (board.ddr_view(ptrs[n], 4 * max(arena_words, 1), np.float32) for n in ("arena", "arena_b"))
+            arena, arena_b = (board.ddr_view(ptrs[n], 4 * max(arena_words, 1), np.float32)
+                              for n in ("arena", "arena_b"))
             status = board.ddr_view(ptrs["status"], 4, np.uint32)
         except MemoryError:
             # an AXI decode error on real hardware: the master stalls and done never rises
